@@ -1,0 +1,3 @@
+"""Storywatch: feeds become stories, stories become alerts."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Alerts: the outbox, payloads, and delivery to notifiers."""

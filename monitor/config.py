@@ -1,0 +1,217 @@
+"""The settings file (`storywatch.yaml`), validated, with secrets kept out of it.
+
+Strings may contain `${ENV_VAR}`; any key `foo_file: PATH` is replaced by
+`foo: <file contents>` and `foo_credential: NAME` by the systemd credential
+`$CREDENTIALS_DIRECTORY/NAME`, so tokens never need to be written into the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from monitor.yamlpos import Located, Position, SourceError, load_file, pydantic_errors
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_duration(value: Any) -> float:
+    """`"15m"`, `"72h"`, `"1.5s"`, `90` (seconds) → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 72h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 72h or 7d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    url: str
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    interval: Duration | None = None
+    enabled: bool = True
+
+
+class PollingConfig(_Model):
+    default_interval: Duration = 900.0
+    min_interval: Duration = 60.0
+    max_interval: Duration = 86400.0
+    timeout: Duration = 30.0
+    max_body_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
+    concurrency: int = Field(default=20, gt=0)
+    dispatch_interval: Duration = 1.0
+    lease: Duration = 300.0
+    user_agent: str = "Storywatch/{version} (+https://github.com/storywatch/storywatch)"
+    retry_failed_after: Duration = 300.0
+    max_backoff: Duration = 86400.0
+
+
+class StoriesConfig(_Model):
+    window: Duration = 72 * 3600.0
+    threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+    """0 means "use the clusterer's own default"."""
+
+
+class WebhookNotifier(_Model):
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = None
+    timeout: Duration = 10.0
+
+
+class ConsoleNotifier(_Model):
+    type: Literal["console"]
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+NotifierConfig = Annotated[WebhookNotifier | ConsoleNotifier, Field(discriminator="type")]
+
+
+class DeliveryConfig(_Model):
+    interval: Duration = 1.0
+    batch: int = Field(default=50, gt=0)
+    max_attempts: int = Field(default=12, gt=0)
+    backoff_initial: Duration = 5.0
+    backoff_max: Duration = 3600.0
+    lease: Duration = 60.0
+
+
+class MetricsConfig(_Model):
+    listen: str = "127.0.0.1:9810"
+    enabled: bool = True
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+class Settings(_Model):
+    database_url: str | None = None
+    state_dir: str | None = None
+    rules_dir: str = "rules"
+    migrate_on_start: bool = True
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    polling: PollingConfig = PollingConfig()
+    stories: StoriesConfig = StoriesConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+    base_dir: str = "."
+    """Directory relative paths are resolved against (the config file's folder)."""
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir:
+            return self.resolve(self.state_dir)
+        if os.environ.get("STATE_DIRECTORY"):
+            return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+        return Path.cwd()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_state_dir() / 'storywatch.db'}"
+
+    def resolved_rules_dir(self) -> Path:
+        return self.resolve(self.rules_dir)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _expand(value: Any, located: Located, path: tuple[str | int, ...]) -> Any:
+    """Apply `${ENV}`, `*_file` and `*_credential` indirection recursively."""
+    if isinstance(value, str):
+        def env(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise SourceError(located.position(path), f"environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV_REF.sub(env, value)
+    if isinstance(value, list):
+        return [_expand(v, located, (*path, i)) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, raw in value.items():
+        sub = (*path, key)
+        item = _expand(raw, located, sub)
+        if isinstance(key, str) and key.endswith("_file") and isinstance(item, str):
+            out[key[: -len("_file")]] = _read_secret(Path(item), located.position(sub))
+        elif isinstance(key, str) and key.endswith("_credential") and isinstance(item, str):
+            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not cred_dir:
+                raise SourceError(located.position(sub),
+                                  f"{key}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential=)")
+            out[key[: -len("_credential")]] = _read_secret(Path(cred_dir) / item,
+                                                           located.position(sub))
+        else:
+            out[key] = item
+    return out
+
+
+def _read_secret(path: Path, pos: Position) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceError(pos, f"cannot read secret file {path}: {exc.strerror}") from exc
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Load and validate a settings file; `None` gives the built-in defaults."""
+    if path is None:
+        return Settings()
+    docs = load_file(path)
+    if len(docs) > 1:
+        raise SourceError(docs[1].positions[()], "the settings file must hold one YAML document")
+    located = docs[0] if docs else Located({}, str(path))
+    if not isinstance(located.value, dict):
+        raise SourceError(located.position(()), "the settings file must be a mapping")
+    data = _expand(located.value, located, ())
+    data.setdefault("base_dir", str(path.resolve().parent))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = pydantic_errors(located, exc.errors())
+        raise ConfigErrors(errors) from exc
+
+
+class ConfigErrors(Exception):
+    """Several located errors at once, so users fix them in one pass."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def config_path(cli_value: str | None) -> Path | None:
+    """`-c` wins, then `$STORYWATCH_CONFIG`, then `./storywatch.yaml` if present."""
+    if cli_value:
+        return Path(cli_value)
+    if os.environ.get("STORYWATCH_CONFIG"):
+        return Path(os.environ["STORYWATCH_CONFIG"])
+    default = Path("storywatch.yaml")
+    return default if default.exists() else None

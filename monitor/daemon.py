@@ -1,0 +1,321 @@
+"""The daemon: wiring of scheduler, fetchers, ingest, delivery, web endpoint and signals.
+
+APScheduler drives three ticks (dispatch due feeds, deliver the outbox,
+housekeeping); per-feed schedules live in the database. SIGTERM stops
+cleanly: claimed feeds finish or their leases are released for the next
+start. SIGHUP reloads rules and keeps the old ones if the new are invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor import __version__, metrics
+from monitor.alerts.deliver import Deliverer
+from monitor.alerts.notify import build_notifiers
+from monitor.config import Settings
+from monitor.db import queries
+from monitor.db.engine import is_current, make_engine, session_factory, upgrade
+from monitor.feeds import fetch
+from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
+from monitor.feeds.schedule import Policy
+from monitor.ingest import Ingestor, IngestReport
+from monitor.rules.engine import RuleSet
+from monitor.rules.schema import RuleErrors
+from monitor.sdnotify import Notifier as SdNotifier
+from monitor.stories.cluster import StoryIndex
+from monitor.web import WebServer
+
+log = logging.getLogger(__name__)
+
+PARSE_TIMEOUT = 30.0
+STOP_GRACE = 20.0
+
+ReportHook = Callable[[str, IngestReport], None]
+
+
+class StartupError(Exception):
+    """The daemon cannot start (bad database, rules, or address); the message says why."""
+
+
+class Daemon:
+    def __init__(self, settings: Settings, on_report: ReportHook | None = None) -> None:
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_report = on_report
+        self.engine = make_engine(settings.resolved_database_url())
+        self.sessions = session_factory(self.engine)
+        self.rules = RuleSet(())
+        self.sd = SdNotifier()
+        self._stop = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._ingest_lock = asyncio.Lock()
+        self._last_tick = time.monotonic()
+        self._ready = False
+        self._counts: dict[str, int] = {}
+        p = settings.polling
+        self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
+                             p.retry_failed_after, p.max_backoff)
+        index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
+        self.ingestor = Ingestor(self.sessions, index, lambda: self.rules,
+                                 lambda: list(self.settings.notifiers), self.policy)
+
+    # -- start-up ----------------------------------------------------------------
+    def prepare(self) -> None:
+        """Migrate, sync feeds from the config, load rules, rebuild story state."""
+        if self.settings.migrate_on_start:
+            upgrade(self.engine)
+        elif not is_current(self.engine):
+            raise StartupError("database is not at the newest migration: "
+                               "run `storywatch db upgrade`")
+        self.load_rules()
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            for f in self.settings.feeds:
+                queries.upsert_feed(session, f.url, f.name or f.url, list(f.tags), f.interval,
+                                    f.enabled, now)
+        rebuilt = self.ingestor.rebuild_index(now)
+        log.info("story state rebuilt", extra={"entries": rebuilt,
+                                               "open_stories": self.ingestor.index.open_stories})
+
+    def load_rules(self) -> None:
+        try:
+            rules = RuleSet.load(self.settings.resolved_rules_dir())
+        except RuleErrors as exc:
+            metrics.CONFIG_ERRORS.inc(len(exc.errors))
+            raise StartupError(str(exc)) from exc
+        self.rules = rules
+        metrics.RULES_LOADED.set(len(rules))
+
+    def reload(self) -> None:
+        """SIGHUP: swap in the new rules atomically, or keep the old on any error."""
+        self.sd.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            self.load_rules()
+        except StartupError as exc:
+            metrics.RULE_RELOADS.labels("error").inc()
+            log.error("rule reload failed; keeping the previous rules",
+                      extra={"errors": str(exc)})
+        else:
+            metrics.RULE_RELOADS.labels("ok").inc()
+            log.info("rules reloaded", extra={"rules": len(self.rules)})
+        self.sd.send("READY=1", self._status_line())
+
+    # -- ticks -------------------------------------------------------------------
+    async def dispatch(self) -> None:
+        """Claim due feeds up to the concurrency limit and start polling them."""
+        self._last_tick = time.monotonic()
+        free = self.settings.polling.concurrency - len(self._inflight)
+        if free <= 0 or self._stop.is_set():
+            return
+        now = datetime.now(UTC)
+        try:
+            claimed = await asyncio.to_thread(self._claim, now, free)
+        except Exception:
+            metrics.DB_ERRORS.labels("claim").inc()
+            log.exception("claiming due feeds failed")
+            return
+        for feed_id, url, etag, last_modified, due in claimed:
+            metrics.SCHEDULE_LAG.set(max(0.0, (now - due).total_seconds()))
+            task = asyncio.create_task(self._poll(feed_id, url, etag, last_modified))
+            self._inflight[feed_id] = task
+            task.add_done_callback(lambda _t, fid=feed_id: self._inflight.pop(fid, None))
+
+    def _claim(self, now: datetime, limit: int) -> list[tuple[int, str, str | None,
+                                                               str | None, datetime]]:
+        with self.sessions.begin() as session:
+            feeds = queries.claim_due_feeds(session, self.owner, now, limit,
+                                            timedelta(seconds=self.settings.polling.lease))
+            return [(f.id, f.url, f.etag, f.last_modified, f.next_check_at) for f in feeds]
+
+    async def _poll(self, feed_id: int, url: str, etag: str | None,
+                    last_modified: str | None) -> None:
+        p = self.settings.polling
+        result = await fetch.fetch(self.client, fetch.FetchRequest(url, etag, last_modified),
+                                   max_bytes=p.max_body_bytes, deadline=p.timeout)
+        parsed: ParsedFeed | None = None
+        parse_error: str | None = None
+        if result.outcome == fetch.OK and result.body is not None:
+            metrics.FETCH_BYTES.observe(len(result.body))
+            try:
+                parsed = await asyncio.wait_for(
+                    asyncio.to_thread(parse, result.body, result.content_type), PARSE_TIMEOUT)
+            except FeedParseError as exc:
+                parse_error = str(exc)
+            except TimeoutError:
+                parse_error = f"parsing took longer than {PARSE_TIMEOUT:g}s"
+            except Exception as exc:  # noqa: BLE001 - a parser crash is this feed's problem only
+                parse_error = f"parser failed: {type(exc).__name__}: {exc}"
+        outcome = fetch.PARSE_ERROR if parse_error else result.outcome
+        metrics.FETCHES.labels(outcome).inc()
+        metrics.FETCH_DURATION.observe(result.duration)
+        if outcome != result.outcome or result.failed:
+            log.warning("feed fetch failed", extra={"feed_id": feed_id, "outcome": outcome,
+                                                    "error": parse_error or result.error})
+        try:
+            async with self._ingest_lock:
+                report = await asyncio.to_thread(self.ingestor.apply, feed_id, result, parsed,
+                                                 parse_error, datetime.now(UTC))
+        except Exception:
+            log.exception("storing a fetch failed; will retry the feed", extra={"feed_id": feed_id})
+            await asyncio.to_thread(self._defer_quietly, feed_id)
+            return
+        if not result.failed and not parse_error:
+            metrics.LAST_SUCCESSFUL_POLL.set(time.time())
+        for kind, n in (("new", report.new), ("updated", report.updated),
+                        ("duplicate", report.duplicate)):
+            if n:
+                metrics.ENTRIES.labels(kind).inc(n)
+        metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
+        if self.on_report:
+            self.on_report(url, report)
+
+    def _defer_quietly(self, feed_id: int) -> None:
+        try:
+            self.ingestor.defer(feed_id, datetime.now(UTC), self.settings.polling.retry_failed_after)
+        except Exception:
+            metrics.DB_ERRORS.labels("ingest").inc()
+            log.exception("could not defer feed", extra={"feed_id": feed_id})
+
+    async def deliver(self) -> None:
+        self._last_tick = time.monotonic()
+        try:
+            while await self.deliverer.run_once() and not self._stop.is_set():
+                pass
+        except Exception:
+            metrics.DB_ERRORS.labels("deliver").inc()
+            log.exception("delivery tick failed")
+
+    async def housekeeping(self) -> None:
+        """Expire old story state and refresh gauges that come from the database."""
+        now = datetime.now(UTC)
+        self.ingestor.index.expire(now)
+        metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
+        try:
+            await asyncio.to_thread(self._refresh_gauges, now)
+        except Exception:
+            metrics.DB_ERRORS.labels("housekeeping").inc()
+            log.exception("housekeeping failed")
+        self.sd.send(self._status_line())
+
+    def _refresh_gauges(self, now: datetime) -> None:
+        with self.sessions() as session:
+            states = queries.feeds_by_state(session)
+            pending, age, dead = queries.outbox_stats(session, now)
+            self._counts = queries.counts(session)
+        for state in metrics.FEED_STATES:
+            metrics.FEEDS.labels(state).set(states.get(state, 0))
+        metrics.OUTBOX_PENDING.set(pending)
+        metrics.OUTBOX_OLDEST_AGE.set(age)
+        metrics.DEAD_LETTERS.set(dead)
+
+    def _status_line(self) -> str:
+        c = self._counts
+        return (f"STATUS={c.get('feeds', 0)} feeds, {c.get('stories', 0)} stories, "
+                f"{c.get('pending_deliveries', 0)} pending alerts, {len(self.rules)} rules")
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        detail: dict[str, Any] = {"rules": len(self.rules), "version": __version__}
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            detail["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            detail["database"] = f"error: {type(exc).__name__}"
+            return False, detail
+        lag = time.monotonic() - self._last_tick
+        detail["scheduler_last_tick_seconds_ago"] = round(lag, 1)
+        ticking = lag < max(30.0, 10 * self.settings.polling.dispatch_interval)
+        return self._ready and ticking, detail
+
+    # -- main loop ---------------------------------------------------------------
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Run until `stop()` or SIGTERM/SIGINT."""
+        metrics.init_labels(list(self.settings.notifiers))
+        await asyncio.to_thread(self.prepare)
+        user_agent = self.settings.polling.user_agent.format(version=__version__)
+        self.client = httpx.AsyncClient(
+            headers={"User-Agent": user_agent}, follow_redirects=True, max_redirects=5,
+            timeout=httpx.Timeout(self.settings.polling.timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=self.settings.polling.concurrency * 2))
+        self.deliverer = Deliverer(self.sessions, build_notifiers(self.settings.notifiers,
+                                                                  self.client),
+                                   self.settings.delivery, self.owner)
+        web = await self._start_web()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        p, d = self.settings.polling, self.settings.delivery
+        scheduler.add_job(self.dispatch, "interval", seconds=p.dispatch_interval,
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.deliver, "interval", seconds=d.interval, max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(UTC))
+        scheduler.start()
+        await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
+        self._ready = True
+        self.sd.send("READY=1", self._status_line())
+        log.info("storywatch running", extra={
+            "version": __version__, "feeds": len(self.settings.feeds), "rules": len(self.rules),
+            "metrics": f"{web.host}:{web.port}" if web else "off"})
+        if ready:
+            ready()
+        try:
+            await self._stop.wait()
+        finally:
+            self.sd.send("STOPPING=1")
+            log.info("stopping", extra={"inflight": len(self._inflight)})
+            scheduler.shutdown(wait=False)
+            await self._drain()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            if web:
+                await web.stop()
+            await self.client.aclose()
+            self.engine.dispose()
+            log.info("stopped")
+
+    async def _start_web(self) -> WebServer | None:
+        cfg = self.settings.metrics
+        if not cfg.enabled:
+            return None
+        host, _, port = cfg.listen.rpartition(":")
+        web = WebServer(host.strip("[]") or "127.0.0.1", int(port), self.readiness)
+        try:
+            await web.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
+        self.web = web
+        return web
+
+    async def _drain(self) -> None:
+        """Let in-flight polls finish; past the grace period cancel them and free leases."""
+        tasks = list(self._inflight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            with self.sessions.begin() as session:
+                queries.release_leases(session, self.owner)
+        except Exception:
+            log.exception("could not release feed leases; they expire on their own")
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,213 @@
+"""SQLAlchemy models: the database is the source of truth for every stage.
+
+Schedules, story state, rule state and the alert outbox all live here, so a
+restart (or a second instance) continues where the last one stopped. The
+schema itself is created only by Alembic migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit ids on PostgreSQL; INTEGER on SQLite so it stays an alias of rowid."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        from datetime import UTC
+
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Feed(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    """active | failing | disabled | gone | blocked"""
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
+    next_check_at: Mapped[datetime]
+    last_checked_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(30))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    first_failure_at: Mapped[datetime | None]
+    etag: Mapped[str | None] = mapped_column(String(1024))
+    last_modified: Mapped[str | None] = mapped_column(String(200))
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_feeds_due", "enabled", "next_check_at"),)
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    entry_key: Mapped[str] = mapped_column(String(300))
+    """Identity within the feed: `g:<guid>`, `u:<canonical url>` or `h:<hash>`."""
+    guid: Mapped[str | None] = mapped_column(String(2048))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    canonical_url: Mapped[str | None] = mapped_column(String(2048), index=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(500))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    language: Mapped[str | None] = mapped_column(String(20))
+    published_at: Mapped[datetime | None]
+    event_at: Mapped[datetime]
+    """Published/updated time clamped to the fetch time: what windows use."""
+    fetched_at: Mapped[datetime]
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    revision: Mapped[int] = mapped_column(default=1)
+
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key", name="uq_entries_feed_key"),)
+
+
+class Story(Base):
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+    source_count: Mapped[int] = mapped_column(default=1)
+    entry_count: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime]
+
+
+class StoryMember(Base):
+    """Why an entry belongs to its story: the decision, kept for explanation."""
+
+    __tablename__ = "story_members"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), unique=True)
+    source: Mapped[str] = mapped_column(String(300))
+    """The outlet (feed name): source counts are distinct outlets, not entries."""
+    similarity: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(30))
+    """new_story | exact_guid | exact_url | exact_content | near_copy | cluster"""
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    joined_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """One alert per fingerprint (rule and group key); changes bump `seq`."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    rule_id: Mapped[str] = mapped_column(String(200), index=True)
+    group_key: Mapped[str] = mapped_column(String(500))
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"))
+    state: Mapped[str] = mapped_column(String(20), default="firing")
+    severity: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seq: Mapped[int] = mapped_column(default=1)
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    first_fired_at: Mapped[datetime]
+    last_changed_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class AlertEvent(Base):
+    """An alert state change; its payload is frozen so retries send the same bytes."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))
+    """firing | updated | resolved"""
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("alert_id", "seq", name="uq_alert_events_seq"),)
+
+
+class Delivery(Base):
+    """The outbox: one row per (alert change × notifier), each retried on its own."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
+    notifier: Mapped[str] = mapped_column(String(100))
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending | delivered | dead"""
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "notifier", name="uq_deliveries_event_notifier"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+
+class RuleState(Base):
+    """Open windows and partial sequences of a rule, per group key."""
+
+    __tablename__ = "rule_state"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(200))
+    group_key: Mapped[str] = mapped_column(String(500))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("rule_id", "group_key", name="uq_rule_state_key"),)

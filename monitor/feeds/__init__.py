@@ -1,0 +1,1 @@
+"""Feeds: fetching over HTTP, parsing bodies, and deciding when to poll next."""

@@ -1,0 +1,142 @@
+"""Turn a fetched body into plain entries: RSS/Atom via feedparser, JSON Feed by hand.
+
+feedparser does not read JSON Feed, and it happily "parses" an HTML page or
+garbage into zero entries; both are told apart here so a broken feed is an
+error the operator sees, not a silent quiet feed.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+
+class FeedParseError(Exception):
+    """The body is not a feed we can read."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str | None
+    content: str | None
+    author: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str | None
+    entries: list[RawEntry] = field(default_factory=list)
+    ttl_seconds: float | None = None
+    language: str | None = None
+
+
+def parse(body: bytes, content_type: str | None = None) -> ParsedFeed:
+    """Parse a feed body; raise FeedParseError when it is not a feed."""
+    head = body.lstrip()[:1]
+    if head in (b"{", b"[") or (content_type and "json" in content_type.lower()):
+        return _parse_json_feed(body)
+    return _parse_xml(body)
+
+
+def _time(struct: Any) -> datetime | None:
+    if not struct:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(struct), UTC)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def _parse_xml(body: bytes) -> ParsedFeed:
+    if not body.strip():
+        raise FeedParseError("empty body")
+    # Never let feedparser fetch anything itself: we hand it bytes only.
+    doc = feedparser.parse(body, sanitize_html=True, resolve_relative_uris=False)
+    version = doc.get("version") or ""
+    if not version and not doc.entries:
+        reason = doc.get("bozo_exception")
+        raise FeedParseError(f"not a feed ({type(reason).__name__}: {reason})" if reason
+                             else "not a feed (no RSS, Atom or RDF root element)")
+    feed = doc.get("feed", {})
+    entries = [_xml_entry(e, feed.get("language")) for e in doc.entries]
+    ttl = feed.get("ttl")
+    ttl_seconds = float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdigit() else None
+    return ParsedFeed(title=feed.get("title"), entries=entries, ttl_seconds=ttl_seconds,
+                      language=feed.get("language"))
+
+
+def _xml_entry(e: Any, feed_language: str | None) -> RawEntry:
+    content = None
+    if e.get("content"):
+        content = "\n".join(c.get("value", "") for c in e["content"] if c.get("value"))
+    tags = tuple(t.get("term") for t in e.get("tags", []) if t.get("term"))
+    return RawEntry(
+        guid=e.get("id") or None,
+        link=e.get("link") or None,
+        title=e.get("title", "") or "",
+        summary=e.get("summary") or None,
+        content=content or None,
+        author=e.get("author") or None,
+        published=_time(e.get("published_parsed")),
+        updated=_time(e.get("updated_parsed")),
+        tags=tags,
+        language=e.get("language") or feed_language,
+    )
+
+
+def _iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _parse_json_feed(body: bytes) -> ParsedFeed:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FeedParseError(f"invalid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(
+            "https://jsonfeed.org/version/"):
+        raise FeedParseError("JSON body is not a JSON Feed (missing jsonfeed.org version)")
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise FeedParseError("JSON Feed has no items list")
+    language = doc.get("language") if isinstance(doc.get("language"), str) else None
+    entries = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+        author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")),
+                      None)
+        tags = tuple(str(t) for t in item.get("tags", []) if isinstance(t, str | int))
+        entries.append(RawEntry(
+            guid=str(item["id"]) if item.get("id") is not None else None,
+            link=item.get("url") if isinstance(item.get("url"), str) else None,
+            title=str(item.get("title") or ""),
+            summary=item.get("summary") if isinstance(item.get("summary"), str) else None,
+            content=(item.get("content_html") or item.get("content_text") or None),
+            author=author,
+            published=_iso(item.get("date_published")),
+            updated=_iso(item.get("date_modified")),
+            tags=tags,
+            language=item.get("language") if isinstance(item.get("language"), str) else language,
+        ))
+    title = doc.get("title") if isinstance(doc.get("title"), str) else None
+    return ParsedFeed(title=title, entries=entries, language=language)

@@ -1,0 +1,205 @@
+"""One fetch's journey through storage: feed state, entries, stories, rules, outbox.
+
+Everything a fetch changes commits in one transaction, so the alert a story
+change raises is never lost nor written without the change that caused it.
+Runs in a worker thread (SQLAlchemy is synchronous), one fetch at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import metrics
+from monitor.alerts.outbox import raise_or_update
+from monitor.db import queries
+from monitor.db.models import Feed, Story
+from monitor.feeds import fetch
+from monitor.feeds.parse import ParsedFeed
+from monitor.feeds.schedule import Policy, interval_for, next_check
+from monitor.rules.engine import RuleSet
+from monitor.rules.match import StoryView
+from monitor.stories.cluster import Doc, StoryIndex
+from monitor.stories.normalise import normalise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    new: int = 0
+    updated: int = 0
+    duplicate: int = 0
+    stories_created: int = 0
+    alerts: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    """One readable line per story change, for logs and the demo."""
+
+
+def story_view(members: list[queries.MemberRow]) -> StoryView:
+    tags: list[str] = []
+    for row in members:
+        tags += [str(t) for t in row.feed_tags] + [str(t) for t in row.entry.tags]
+    return StoryView(
+        titles=[r.entry.title for r in members],
+        texts=[r.entry.content or r.entry.summary or "" for r in members],
+        sources=[r.member.source for r in members],
+        tags=tags,
+    )
+
+
+class Ingestor:
+    """Applies fetch results to the database and the in-memory story index."""
+
+    def __init__(self, sessions: sessionmaker[Session], index: StoryIndex,
+                 rules: Callable[[], RuleSet], notifiers: Callable[[], list[str]],
+                 policy: Policy) -> None:
+        self.sessions = sessions
+        self.index = index
+        self.rules = rules
+        self.notifiers = notifiers
+        self.policy = policy
+
+    def rebuild_index(self, now: datetime) -> int:
+        """Reload the clustering state from entries inside the window."""
+        fresh = StoryIndex(self.index.window, self.index.threshold)
+        n = 0
+        with self.sessions() as session:
+            for entry, source in queries.window_entries(session, now - fresh.window):
+                feats = fresh.features(Doc(entry.id, source, entry.title, entry.content or "",
+                                           entry.event_at, entry.guid, entry.canonical_url,
+                                           entry.content_hash))
+                fresh.observe(feats)
+                assert entry.story_id is not None
+                fresh.add(feats, entry.story_id)
+                n += 1
+        self.index = fresh
+        metrics.OPEN_STORIES.set(self.index.open_stories)
+        return n
+
+    def apply(self, feed_id: int, result: fetch.FetchResult, parsed: ParsedFeed | None,
+              parse_error: str | None, now: datetime) -> IngestReport:
+        """Commit one fetch; on a database error, rebuild the index and re-raise."""
+        try:
+            with self.sessions.begin() as session:
+                return self._apply(session, feed_id, result, parsed, parse_error, now)
+        except Exception:
+            metrics.DB_ERRORS.labels("ingest").inc()
+            self.rebuild_index(now)
+            raise
+
+    def _apply(self, session: Session, feed_id: int, result: fetch.FetchResult,
+               parsed: ParsedFeed | None, parse_error: str | None,
+               now: datetime) -> IngestReport:
+        feed = session.get(Feed, feed_id)
+        report = IngestReport()
+        if feed is None:
+            return report
+        outcome = fetch.PARSE_ERROR if parse_error else result.outcome
+        self._update_feed(feed, result, outcome, parse_error, parsed, now)
+        if parsed is None:
+            return report
+        touched: dict[int, Story] = {}
+        new_sources: set[int] = set()
+        for item in normalise(parsed.entries, now):
+            stored = queries.store_entry(session, feed.id, item, now)
+            if stored.updated:
+                report.updated += 1
+            if not stored.new:
+                report.duplicate += int(not stored.updated)
+                continue
+            report.new += 1
+            started = time.perf_counter()
+            entry = stored.entry
+            feats = self.index.features(Doc(entry.id, feed.name, entry.title,
+                                            entry.content or "", entry.event_at, entry.guid,
+                                            entry.canonical_url, entry.content_hash))
+            decision = self.index.assign(feats)
+            if decision.story_id is None:
+                story = queries.create_story(session, entry.title or "(untitled)",
+                                             entry.event_at, now)
+                report.stories_created += 1
+                metrics.STORIES.labels("created").inc()
+            else:
+                found = session.get(Story, decision.story_id)
+                assert found is not None, "index refers to a story the database lacks"
+                story = found
+                metrics.STORIES.labels("joined").inc()
+            if queries.add_member(session, story, entry, feed.name, decision.similarity,
+                                  decision.reason, decision.detail, now):
+                new_sources.add(story.id)
+                if decision.story_id is not None:
+                    metrics.STORIES.labels("source_added").inc()
+            if decision.story_id is None:
+                report.events.append(f"new story #{story.id} [{feed.name}] {entry.title}")
+            else:
+                report.events.append(
+                    f"story #{story.id} +[{feed.name}] ({story.source_count} sources; "
+                    f"{decision.reason} {decision.similarity:.2f}) {entry.title}")
+            self.index.observe(feats)
+            self.index.add(feats, story.id)
+            metrics.CLUSTER_REASONS.labels(decision.reason).inc()
+            metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
+            touched[story.id] = story
+        self._evaluate(session, touched, new_sources, now, report)
+        return report
+
+    def _evaluate(self, session: Session, touched: dict[int, Story], new_sources: set[int],
+                  now: datetime, report: IngestReport) -> None:
+        rules = self.rules()
+        notifiers = self.notifiers()
+        for story_id, story in touched.items():
+            if story_id not in new_sources:
+                continue
+            members = queries.story_members(session, story_id)
+            metrics.RULE_EVALUATIONS.inc()
+            for rule in rules.evaluate(story_view(members)):
+                change = raise_or_update(session, rule, story, members, notifiers, now)
+                if change:
+                    metrics.RULE_MATCHES.labels(change).inc()
+                    report.alerts.append(f"{change}:{rule.id}:{story_id}")
+
+    def _update_feed(self, feed: Feed, result: fetch.FetchResult, outcome: str,
+                     parse_error: str | None, parsed: ParsedFeed | None, now: datetime) -> None:
+        feed.last_checked_at = now
+        feed.last_status = result.status
+        feed.last_outcome = outcome
+        feed.lease_owner = None
+        feed.lease_expires_at = None
+        failed = outcome not in (fetch.OK, fetch.NOT_MODIFIED)
+        if failed:
+            feed.consecutive_failures += 1
+            feed.first_failure_at = feed.first_failure_at or now
+            feed.last_error = parse_error or result.error
+            feed.state = "failing"
+        else:
+            feed.consecutive_failures = 0
+            feed.first_failure_at = None
+            feed.last_error = None
+            feed.last_success_at = now
+            feed.state = "active"
+            if result.outcome == fetch.OK:
+                feed.etag = result.etag
+                feed.last_modified = result.last_modified
+        if outcome == fetch.GONE:
+            feed.state, feed.enabled = "gone", False
+        elif outcome == fetch.BLOCKED:
+            feed.state = "blocked"
+        interval = interval_for(self.policy, feed.interval_seconds,
+                                parsed.ttl_seconds if parsed else None)
+        feed.next_check_at = next_check(self.policy, now, outcome, feed.consecutive_failures,
+                                        interval, result.retry_after)
+
+    def defer(self, feed_id: int, now: datetime, seconds: float) -> None:
+        """Release a claimed feed after an internal error, without losing its state."""
+        with self.sessions.begin() as session:
+            feed = session.get(Feed, feed_id)
+            if feed is not None:
+                feed.lease_owner = None
+                feed.lease_expires_at = None
+                feed.next_check_at = now + timedelta(seconds=seconds)

@@ -1,0 +1,1 @@
+"""Rules: YAML schema, matching, and the engine that turns story changes into rule hits."""

@@ -1,0 +1,124 @@
+"""Text features for story clustering: weighted terms and named entities.
+
+Reports of one event by different outlets share few phrases but many salient
+words and names (people, places, organisations, numbers such as "145 drones"),
+so the features are folded, lightly stemmed terms plus entity tokens, with the
+headline and lead weighted above the rest of the body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from monitor.stories.normalise import fold
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren as at be because been before
+being below between both but by can cannot could couldn did didn do does doesn doing don down
+during each few for from further had hadn has hasn have haven having he her here hers herself him
+himself his how i if in into is isn it its itself just let ll me more most mustn my myself no nor
+not now of off on once only or other ought our ours ourselves out over own re same shan she
+should shouldn so some such than that the their theirs them themselves then there these they
+this those through to too under until up ve very was wasn we were weren what when where which
+while who whom why will with won would wouldn you your yours yourself yourselves
+said says say saying told tells according reported reports report reporting
+new news one two three first last year years week weeks day days time times today yesterday
+tomorrow monday tuesday wednesday thursday friday saturday sunday morning evening night
+mr mrs ms dr via per may might must shall us get got make made many much well still even
+like since around amid across however although though yet already another back way whether
+including include includes part called call calls people percent number set took take
+""".split())
+
+_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_ENTITY = re.compile(
+    r"\b(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}[a-z]?)(?:\s+(?:of\s+|de\s+|al-)?"
+    r"(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}))*")
+_NUMBER_PHRASE = re.compile(r"\b(\d[\d,.]*)\s+([A-Za-z]{3,})")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“”]\s+|\n)$")
+
+TITLE_WEIGHT = 3.0
+LEAD_WEIGHT = 2.0
+LEAD_WORDS = 60
+BODY_WORDS = 400
+ENTITY_WEIGHT = 1.5
+
+
+def stem(word: str) -> str:
+    """A deliberately light English stemmer: plurals and common verb endings.
+
+    Aggressive stemmers conflate words that matter for events (e.g. "strike"
+    and "striker"); this only folds inflections that never change the topic.
+    """
+    if len(word) <= 3 or word.isdigit():
+        return word
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ying", "y")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            return word[: -len(suffix)] + repl
+    if word.endswith("ing") and len(word) > 6:
+        word = word[:-3]
+        return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+    if word.endswith("ed") and len(word) > 5:
+        word = word[:-2]
+        return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 4:
+        return word[:-1]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """Folded, stemmed content words of `text` (stopwords and 1-letter tokens dropped)."""
+    out = []
+    for token in _WORD.findall(fold(text)):
+        token = token.replace("’", "'").split("'")[0]
+        if len(token) < 2 or token in STOPWORDS or (token.isdigit() and len(token) < 2):
+            continue
+        out.append(stem(token))
+    return out
+
+
+def entities(text: str) -> list[str]:
+    """Capitalised names and "number noun" phrases, as folded `e:` tokens.
+
+    A single capitalised word at the start of a sentence is ignored: it is
+    usually just a capitalised common word.
+    """
+    out = []
+    for match in _ENTITY.finditer(text):
+        name = match.group(0)
+        words = name.split()
+        if len(words) == 1 and _SENTENCE_START.search(text[max(0, match.start() - 3):
+                                                          match.start()] or "\n"):
+            continue
+        folded = " ".join(stem(w) for w in _WORD.findall(fold(name)) if w not in STOPWORDS)
+        if folded and len(folded) > 2:
+            out.append("e:" + folded)
+    for number, noun in _NUMBER_PHRASE.findall(text):
+        digits = number.replace(",", "").rstrip(".")
+        if digits and fold(noun) not in STOPWORDS:
+            out.append(f"n:{digits} {stem(fold(noun))}")
+    return out
+
+
+@dataclass(frozen=True)
+class TermCounts:
+    """Weighted raw term frequencies of one document, before IDF."""
+
+    weights: dict[str, float]
+
+
+def term_counts(title: str, text: str) -> TermCounts:
+    """Headline and lead count more than the body; entities count extra."""
+    words = text.split()
+    lead = " ".join(words[:LEAD_WORDS])
+    rest = " ".join(words[LEAD_WORDS:BODY_WORDS])
+    counts: Counter[str] = Counter()
+    for part, weight in ((title, TITLE_WEIGHT), (lead, LEAD_WEIGHT), (rest, 1.0)):
+        if not part:
+            continue
+        for t in terms(part):
+            counts[t] += weight
+        for e in entities(part):
+            counts[e] += weight * ENTITY_WEIGHT
+    return TermCounts(dict(counts))

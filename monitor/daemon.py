@@ -9,6 +9,7 @@ start. SIGHUP reloads rules and keeps the old ones if the new are invalid.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -69,8 +70,14 @@ class Daemon:
         self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
                              p.retry_failed_after, p.max_backoff)
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
-        self.ingestor = Ingestor(self.sessions, index, lambda: self.rules,
-                                 lambda: list(self.settings.notifiers), self.policy)
+        self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
+                                 self.policy)
+
+    def _rules(self) -> RuleSet:
+        return self.rules
+
+    def _notifier_names(self) -> list[str]:
+        return list(self.settings.notifiers)
 
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
@@ -131,7 +138,10 @@ class Daemon:
             metrics.SCHEDULE_LAG.set(max(0.0, (now - due).total_seconds()))
             task = asyncio.create_task(self._poll(feed_id, url, etag, last_modified))
             self._inflight[feed_id] = task
-            task.add_done_callback(lambda _t, fid=feed_id: self._inflight.pop(fid, None))
+            task.add_done_callback(functools.partial(self._finished, feed_id))
+
+    def _finished(self, feed_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(feed_id, None)
 
     def _claim(self, now: datetime, limit: int) -> list[tuple[int, str, str | None,
                                                                str | None, datetime]]:
@@ -156,7 +166,7 @@ class Daemon:
                 parse_error = str(exc)
             except TimeoutError:
                 parse_error = f"parsing took longer than {PARSE_TIMEOUT:g}s"
-            except Exception as exc:  # noqa: BLE001 - a parser crash is this feed's problem only
+            except Exception as exc:
                 parse_error = f"parser failed: {type(exc).__name__}: {exc}"
         outcome = fetch.PARSE_ERROR if parse_error else result.outcome
         metrics.FETCHES.labels(outcome).inc()
@@ -169,7 +179,8 @@ class Daemon:
                 report = await asyncio.to_thread(self.ingestor.apply, feed_id, result, parsed,
                                                  parse_error, datetime.now(UTC))
         except Exception:
-            log.exception("storing a fetch failed; will retry the feed", extra={"feed_id": feed_id})
+            log.exception("storing a fetch failed; will retry the feed",
+                          extra={"feed_id": feed_id})
             await asyncio.to_thread(self._defer_quietly, feed_id)
             return
         if not result.failed and not parse_error:
@@ -184,7 +195,8 @@ class Daemon:
 
     def _defer_quietly(self, feed_id: int) -> None:
         try:
-            self.ingestor.defer(feed_id, datetime.now(UTC), self.settings.polling.retry_failed_after)
+            self.ingestor.defer(feed_id, datetime.now(UTC),
+                                self.settings.polling.retry_failed_after)
         except Exception:
             metrics.DB_ERRORS.labels("ingest").inc()
             log.exception("could not defer feed", extra={"feed_id": feed_id})
@@ -232,7 +244,7 @@ class Daemon:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             detail["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             detail["database"] = f"error: {type(exc).__name__}"
             return False, detail
         lag = time.monotonic() - self._last_tick

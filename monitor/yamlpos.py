@@ -8,7 +8,7 @@ typos in hand-written rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ class _Builder:
             self._constructor.flatten_mapping(node)
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+                key = self._constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     raise SourceError(_mark(self.file, key_node), "mapping keys must be scalars")
                 if key in out:
@@ -89,7 +89,7 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return self._constructor.construct_object(node, deep=True)
 
 
 def load_documents(text: str, file: str) -> list[Located]:
@@ -121,7 +121,7 @@ def load_file(path: Path) -> list[Located]:
     return load_documents(text, str(path))
 
 
-def pydantic_errors(located: Located, errors: Iterable[dict[str, Any]],
+def pydantic_errors(located: Located, errors: Iterable[Mapping[str, Any]],
                     prefix: Sequence[str | int] = ()) -> list[SourceError]:
     """Turn pydantic `ValidationError.errors()` into located, readable errors."""
     out = []

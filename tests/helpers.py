@@ -78,7 +78,7 @@ def count(db_url: str, model: Any, *where: Any) -> int:
         with session_factory(engine)() as session:
             return int(session.scalar(select(func.count()).select_from(model).where(*where))
                        or 0)
-    except Exception:  # noqa: BLE001 - table not there yet means zero
+    except Exception:
         return 0
     finally:
         engine.dispose()

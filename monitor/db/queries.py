@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,7 @@ def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
     `FOR UPDATE SKIP LOCKED` lets several instances claim disjoint sets on
     PostgreSQL; SQLite ignores it (one process owns an SQLite database).
     """
-    stmt: Select[tuple[Feed]] = (
+    stmt = (
         select(Feed)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
                or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now))
@@ -155,7 +155,7 @@ def story_members(session: Session, story_id: int) -> list[MemberRow]:
 
 def window_entries(session: Session, since: datetime) -> Iterable[tuple[Entry, str]]:
     """Entries with a story since `since`, in time order: the clustering state to rebuild."""
-    return session.execute(  # type: ignore[return-value]
+    return session.execute(
         select(Entry, StoryMember.source)
         .join(StoryMember, StoryMember.entry_id == Entry.id)
         .where(Entry.event_at >= since)

@@ -54,6 +54,9 @@ def test_seeds_become_one_story_with_five_sources_and_one_alert(
         assert req.headers["idempotency-key"] == req.json()["idempotency_key"]
         assert req.headers["content-type"] == "application/json"
 
+    later = [r for i in range(5) for r in server.hits(f"/seed{i}.xml")[1:]]
+    assert later and all(r.headers.get("if-none-match") for r in later), "conditional GET"
+
     reasons = query(db, select(StoryMember.reason))
     assert sorted(r.reason for r in reasons).count("new_story") == 1
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,7 +28,14 @@ from monitor.alerts.deliver import Deliverer
 from monitor.alerts.notify import build_notifiers
 from monitor.config import Settings
 from monitor.db import queries
-from monitor.db.engine import is_current, make_engine, session_factory, upgrade
+from monitor.db.engine import (
+    InstanceLocked,
+    is_current,
+    lock_sqlite,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from monitor.feeds import fetch
 from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
 from monitor.feeds.schedule import Policy
@@ -66,6 +73,7 @@ class Daemon:
         self._last_tick = time.monotonic()
         self._ready = False
         self._counts: dict[str, int] = {}
+        self._lock: IO[str] | None = None
         p = settings.polling
         self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
                              p.retry_failed_after, p.max_backoff)
@@ -82,6 +90,10 @@ class Daemon:
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
         """Migrate, sync feeds from the config, load rules, rebuild story state."""
+        try:
+            self._lock = lock_sqlite(self.engine)
+        except InstanceLocked as exc:
+            raise StartupError(str(exc)) from exc
         if self.settings.migrate_on_start:
             upgrade(self.engine)
         elif not is_current(self.engine):
@@ -300,6 +312,8 @@ class Daemon:
                 await web.stop()
             await self.client.aclose()
             self.engine.dispose()
+            if self._lock:
+                self._lock.close()
             log.info("stopped")
 
     async def _start_web(self) -> WebServer | None:

@@ -122,11 +122,16 @@ def load_file(path: Path) -> list[Located]:
 
 
 def pydantic_errors(located: Located, errors: Iterable[Mapping[str, Any]],
-                    prefix: Sequence[str | int] = ()) -> list[SourceError]:
-    """Turn pydantic `ValidationError.errors()` into located, readable errors."""
+                    prefix: Sequence[str | int] = (),
+                    hidden: frozenset[str] = frozenset()) -> list[SourceError]:
+    """Turn pydantic `ValidationError.errors()` into located, readable errors.
+
+    `hidden` names union tags that pydantic puts into locations but users never wrote.
+    """
     out = []
     for err in errors:
-        loc = [part for part in err.get("loc", ()) if not _is_union_tag(part)]
+        loc = [part for part in err.get("loc", ())
+               if not _is_union_tag(part) and part not in hidden]
         full = (*prefix, *loc)
         field_path = ".".join(str(p) for p in full) or "(document)"
         msg = err.get("msg", "invalid value")

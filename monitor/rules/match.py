@@ -1,102 +1,187 @@
-"""Compile rule predicates into fast matchers over a story view.
+"""Compile rule predicates into matchers over rule events.
 
-Matching is case- and accent-insensitive and respects word boundaries:
-`strike` does not match "striker"; `strike*` matches "strikes" and "striking".
-Each `contains_any` list becomes one alternation regex, not a loop of regexes.
+Keyword operators (`contains`, `contains_any`, `contains_all`, `phrase`) of
+every rule share one word index: an event's text is tokenised once per field
+and looked up in it, so 1,000 keyword rules cost about as much as ten, instead
+of a loop of 1,000 regexes. Matching is case- and accent-insensitive and
+respects word boundaries: `strike` does not match "striker"; `strike*` matches
+"strikes" and "striking"; a phrase matches across any run of spaces.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
-from monitor.rules.schema import Condition, Predicate
+from monitor.rules.events import RuleEvent
+from monitor.rules.schema import Condition, MacroRef, Predicate
 from monitor.stories.normalise import fold
 
-
-@dataclass(frozen=True)
-class StoryView:
-    """The fields of a story that rules can test."""
-
-    titles: Sequence[str]
-    texts: Sequence[str]
-    sources: Sequence[str]
-    tags: Sequence[str] = field(default_factory=tuple)
-
-    @property
-    def source_count(self) -> int:
-        return len(set(self.sources))
-
-    @cached_property
-    def _raw(self) -> dict[str, str]:
-        title = "\n".join(self.titles)
-        text = "\n".join(self.texts)
-        return {
-            "title": title,
-            "text": text,
-            "any": f"{title}\n{text}",
-            "source": "\n".join(self.sources),
-            "sources": "\n".join(self.sources),
-            "tags": "\n".join(self.tags),
-        }
-
-    @cached_property
-    def _folded(self) -> dict[str, str]:
-        return {k: fold(v) for k, v in self._raw.items()}
-
-    def value(self, name: str, case_sensitive: bool) -> str:
-        return self._raw[name] if case_sensitive else self._folded[name]
+Matcher = Callable[[RuleEvent], bool]
+_TOKEN = re.compile(r"\w+")
 
 
-Matcher = Callable[[StoryView], bool]
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
 
 
-def term_pattern(term: str, case_sensitive: bool = False) -> str:
-    """Regex for one term or phrase with word boundaries; a trailing `*` is a prefix."""
-    text = term.strip() if case_sensitive else fold(term.strip())
-    prefix = text.endswith("*")
-    words = text.rstrip("*").split()
-    body = r"\s+".join(re.escape(w) for w in words)
-    tail = r"\w*" if prefix else r"(?!\w)"
-    return r"(?<!\w)" + body + tail
+@dataclass
+class KeywordIndex:
+    """Every keyword term of a rule set, looked up by the words of an event field."""
+
+    _ids: dict[tuple[tuple[str, ...], bool], int] = field(default_factory=dict)
+    _exact: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    _prefix: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    _prefix_lengths: set[int] = field(default_factory=set)
+    _phrases: dict[str, list[tuple[tuple[str, ...], bool, int]]] = field(
+        default_factory=lambda: defaultdict(list))
+
+    def term(self, text: str) -> int:
+        """Register a term (`word`, `word*`, or a phrase) and return its id."""
+        raw = text.strip()
+        prefix = raw.endswith("*")
+        words = tuple(tokens(fold(raw.rstrip("*"))))
+        if not words:
+            raise ValueError(f"keyword {text!r} has no letters or digits")
+        key = (words, prefix)
+        if key in self._ids:
+            return self._ids[key]
+        tid = len(self._ids)
+        self._ids[key] = tid
+        if len(words) > 1:
+            self._phrases[words[0]].append((words, prefix, tid))
+        elif prefix:
+            self._prefix[words[0]].add(tid)
+            self._prefix_lengths.add(len(words[0]))
+        else:
+            self._exact[words[0]].add(tid)
+        return tid
+
+    def lookup(self, event: RuleEvent, field_name: str) -> frozenset[int]:
+        """Ids of every term present in the event's field (cached on the event)."""
+        key = "terms:" + field_name
+        cached = event._cache.get(key)
+        if cached is not None:
+            return frozenset(cached)
+        words = tokens(event.folded(field_name))
+        distinct = set(words)
+        found: set[int] = set()
+        for word in distinct:
+            hit = self._exact.get(word)
+            if hit:
+                found |= hit
+            for length in self._prefix_lengths:
+                if len(word) >= length:
+                    hit = self._prefix.get(word[:length])
+                    if hit:
+                        found |= hit
+        if self._phrases:
+            for i, word in enumerate(words):
+                for phrase, prefix, tid in self._phrases.get(word, ()):
+                    if tid not in found and _phrase_at(words, i, phrase, prefix):
+                        found.add(tid)
+        result = frozenset(found)
+        event._cache[key] = result
+        return result
 
 
-def _any_of(terms: list[str], case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile("|".join(term_pattern(t, case_sensitive) for t in terms if t.strip()))
+def _phrase_at(words: list[str], i: int, phrase: tuple[str, ...], prefix: bool) -> bool:
+    end = i + len(phrase)
+    if end > len(words):
+        return False
+    if words[i:end - 1] != list(phrase[:-1]):
+        return False
+    last = words[end - 1]
+    return last.startswith(phrase[-1]) if prefix else last == phrase[-1]
 
 
-def _as_list(value: list[str] | str) -> list[str]:
-    return [value] if isinstance(value, str) else value
+def term_regex(term: str) -> str:
+    """A case-sensitive keyword as a regex with the same word-boundary rules."""
+    prefix = term.strip().endswith("*")
+    body = r"\s+".join(re.escape(w) for w in tokens(term.strip().rstrip("*")))
+    return r"(?<!\w)" + body + (r"\w*" if prefix else r"(?!\w)")
 
 
-def compile_condition(cond: Condition) -> Matcher:
-    cs = cond.case_sensitive
-    name = cond.field
-    if cond.regex is not None:
-        pattern = re.compile(cond.regex, 0 if cs else re.IGNORECASE)
-        return lambda view: pattern.search(view.value(name, True)) is not None
-    if cond.contains_all is not None:
-        patterns = [_any_of([t], cs) for t in _as_list(cond.contains_all)]
-        return lambda view: all(p.search(view.value(name, cs)) for p in patterns)
-    terms = (_as_list(cond.contains_any) if cond.contains_any is not None
-             else [cond.contains or cond.phrase or ""])
-    combined = _any_of(terms, cs)
-    return lambda view: combined.search(view.value(name, cs)) is not None
+class Compiler:
+    """Turns predicates into matchers that share one keyword index."""
 
+    def __init__(self) -> None:
+        self.keywords = KeywordIndex()
 
-def compile_predicate(pred: Predicate) -> Matcher:
-    def part(item: Condition | Predicate) -> Matcher:
-        return compile_predicate(item) if isinstance(item, Predicate) else compile_condition(item)
+    def predicate(self, pred: Predicate) -> Matcher:
+        alls = [self._item(i) for i in pred.all]
+        anys = [self._item(i) for i in pred.any]
+        nones = [self._item(i) for i in pred.none]
 
-    alls = [part(i) for i in pred.all]
-    anys = [part(i) for i in pred.any]
-    nones = [part(i) for i in pred.none]
+        def matches(event: RuleEvent) -> bool:
+            return (all(m(event) for m in alls)
+                    and (not anys or any(m(event) for m in anys))
+                    and not any(m(event) for m in nones))
 
-    def matches(view: StoryView) -> bool:
-        return (all(m(view) for m in alls)
-                and (not anys or any(m(view) for m in anys))
-                and not any(m(view) for m in nones))
+        return matches
 
-    return matches
+    def _item(self, item: Condition | MacroRef | Predicate) -> Matcher:
+        if isinstance(item, Predicate):
+            return self.predicate(item)
+        if isinstance(item, MacroRef):  # resolved at load time; kept for the JSON schema
+            raise ValueError(f"unresolved macro {item.macro!r}")
+        return self.condition(item)
+
+    def condition(self, cond: Condition) -> Matcher:
+        name, op = cond.field, cond.operator
+        if op in ("contains", "phrase", "contains_any", "contains_all"):
+            terms = {"contains": [cond.contains], "phrase": [cond.phrase]}.get(
+                op, cond.contains_any or cond.contains_all or [])
+            texts = [t for t in terms if t]
+            if cond.case_sensitive:
+                return self._regex_terms(name, texts, op == "contains_all")
+            ids = frozenset(self.keywords.term(t) for t in texts)
+            index = self.keywords
+            if op == "contains_all":
+                return lambda event: ids <= index.lookup(event, name)
+            return lambda event: not ids.isdisjoint(index.lookup(event, name))
+        if op == "regex":
+            assert cond.regex is not None
+            pattern = re.compile(cond.regex, 0 if cond.case_sensitive else re.IGNORECASE)
+            return lambda event: pattern.search(event.raw(name)) is not None
+        if op == "exists":
+            wanted = bool(cond.exists)
+            return lambda event: bool(event.values(name)) == wanted
+        if op in ("equals", "in_"):
+            options = [cond.equals] if op == "equals" else list(cond.in_ or [])
+            return self._equality(name, options, cond.case_sensitive)
+        bound = getattr(cond, op)
+        compare: Callable[[float, float], bool] = {
+            "gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__,
+            "lte": float.__le__}[op]
+
+        def numeric(event: RuleEvent) -> bool:
+            value = event.number(name)
+            return value is not None and compare(value, float(bound))
+
+        return numeric
+
+    @staticmethod
+    def _regex_terms(name: str, terms: list[str], need_all: bool) -> Matcher:
+        patterns = [re.compile(term_regex(t)) for t in terms]
+        if need_all:
+            return lambda event: all(p.search(event.raw(name)) for p in patterns)
+        combined = re.compile("|".join(p.pattern for p in patterns))
+        return lambda event: combined.search(event.raw(name)) is not None
+
+    @staticmethod
+    def _equality(name: str, options: list[object], case_sensitive: bool) -> Matcher:
+        numbers = {float(o) for o in options if isinstance(o, int | float)}
+        texts = {str(o) if case_sensitive else fold(str(o))
+                 for o in options if not isinstance(o, int | float)}
+
+        def equal(event: RuleEvent) -> bool:
+            value = event.number(name)
+            if value is not None:
+                return value in numbers or any(t == str(int(value)) for t in texts)
+            values = event.values(name)
+            return any((v if case_sensitive else fold(v)) in texts for v in values)
+
+        return equal

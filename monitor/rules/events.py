@@ -1,0 +1,132 @@
+"""What the rule engine consumes: story changes and new entries, as plain data.
+
+A story event carries the whole story as it stands after the change (every
+title, text and outlet), because rules speak about stories; an entry event
+carries one entry. Field values are computed lazily and cached, so a rule set
+that never asks for `countries` never pays for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from monitor.stories.normalise import fold
+from monitor.stories.places import countries
+
+STORY_CHANGES = ("created", "source_added", "updated")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One outlet of a story, for alert payloads."""
+
+    name: str
+    title: str
+    url: str | None
+    published: str | None
+
+
+@dataclass(frozen=True)
+class RuleEvent:
+    scope: str
+    """"story" or "entry"."""
+    change: str
+    """For stories: created | source_added | updated; for entries: new."""
+    at: datetime
+    """Event time: the (clamped) publication time of the entry behind the change."""
+    story_id: int | None
+    titles: tuple[str, ...]
+    texts: tuple[str, ...]
+    source: str
+    """The outlet of the entry behind this change."""
+    sources: tuple[str, ...]
+    """Every outlet of the story (one for entry events)."""
+    tags: tuple[str, ...] = ()
+    feed_tags: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    summary: str = ""
+    entry_count: int = 1
+    story_title: str = ""
+    source_refs: tuple[SourceRef, ...] = ()
+    entity_names: tuple[str, ...] = ()
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def source_count(self) -> int:
+        return len(set(self.sources))
+
+    @cached_property
+    def title_text(self) -> str:
+        return "\n".join(self.titles)
+
+    @cached_property
+    def body_text(self) -> str:
+        return "\n".join(self.texts)
+
+    def raw(self, name: str) -> str:
+        """The field as one string (case preserved) for text operators."""
+        if name == "title":
+            return self.title_text
+        if name == "text":
+            return self.body_text
+        if name == "any":
+            return f"{self.title_text}\n{self.body_text}"
+        if name == "summary":
+            return self.summary
+        if name in ("source", "feed", "change"):
+            return {"source": self.source, "feed": self.source, "change": self.change}[name]
+        return "\n".join(self.values(name))
+
+    def folded(self, name: str) -> str:
+        key = "folded:" + name
+        if key not in self._cache:
+            self._cache[key] = fold(self.raw(name))
+        value: str = self._cache[key]
+        return value
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """The field as discrete values (for equals, in, exists, group_by, distinct)."""
+        key = "values:" + name
+        if key in self._cache:
+            cached: tuple[str, ...] = self._cache[key]
+            return cached
+        out: tuple[str, ...]
+        if name in ("source", "feed"):
+            out = (self.source,)
+        elif name == "sources":
+            out = tuple(dict.fromkeys(self.sources))
+        elif name == "tags":
+            out = tuple(dict.fromkeys((*self.feed_tags, *self.tags)))
+        elif name == "feed_tags":
+            out = self.feed_tags
+        elif name == "language":
+            out = tuple(dict.fromkeys(self.languages))
+        elif name == "url":
+            out = self.urls
+        elif name == "change":
+            out = (self.change,)
+        elif name == "countries":
+            out = tuple(countries(f"{self.title_text}\n{self.body_text}"))
+        elif name == "entities":
+            out = self.entity_names
+        elif name in ("source_count", "entry_count", "story_id"):
+            number = self.number(name)
+            out = () if number is None else (str(int(number)),)
+        else:
+            text = self.raw(name)
+            out = (text,) if text else ()
+        self._cache[key] = out
+        return out
+
+    def number(self, name: str) -> float | None:
+        if name == "source_count":
+            return float(self.source_count)
+        if name == "entry_count":
+            return float(self.entry_count)
+        if name == "story_id":
+            return None if self.story_id is None else float(self.story_id)
+        return None

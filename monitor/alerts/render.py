@@ -61,7 +61,8 @@ def compile_template(source: str, name: str) -> Template:
 
 def render(template: Template, payload: dict[str, Any]) -> str:
     try:
-        return template.render(**payload, mark=MARKS.get(payload["event"],
+        text = template.render(**payload, mark=MARKS.get(payload["event"],
                                                          str(payload["event"]).upper()))
     except TemplateError as exc:
         raise RenderError(f"template: {exc.message or type(exc).__name__}") from exc
+    return text.rstrip("\n")

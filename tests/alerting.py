@@ -71,9 +71,9 @@ class Outbox:
             return outbox.raise_or_update(session, rule, story, members, notifiers,
                                           datetime.now(UTC))
 
-    def resolve(self, notifiers: list[str], rule: Rule, at: datetime) -> list[str]:
+    def resolve(self, notifiers: list[str], rule: Rule) -> list[str]:
         with self.sessions.begin() as session:
-            return outbox.resolve_quiet(session, [rule], notifiers, at)
+            return outbox.resolve_quiet(session, [rule], notifiers, datetime.now(UTC))
 
     def deliveries(self) -> list[tuple[Delivery, AlertEvent]]:
         with self.sessions() as session:

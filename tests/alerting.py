@@ -20,8 +20,9 @@ from monitor.config import DeliveryConfig, NotifierConfig
 from monitor.db import queries
 from monitor.db.engine import make_engine, session_factory, upgrade
 from monitor.db.models import Alert, AlertEvent, Delivery, Feed, Story
+from monitor.feeds.parse import RawEntry
 from monitor.rules.schema import Rule
-from monitor.stories.normalise import NormalisedEntry
+from monitor.stories.normalise import normalise
 
 NOTIFIERS: TypeAdapter[dict[str, NotifierConfig]] = TypeAdapter(dict[str, NotifierConfig])
 RULE = Rule(id="quake", title="Earthquake reported", severity="high",
@@ -49,14 +50,12 @@ class Outbox:
         feed = session.scalar(select(Feed).where(Feed.name == source)) or queries.upsert_feed(
             session, f"http://127.0.0.1/{source}.xml", source, [], None, True, self.now)
         n = story.entry_count
-        entry = queries.store_entry(session, feed.id, NormalisedEntry(
-            key=f"g:{story.id}-{n}", guid=f"{story.id}-{n}",
-            url=f"https://{source.lower().replace(' ', '')}.example/{story.id}",
-            canonical_url=None, title=f"{source} on {story.title}", summary=None, text="",
-            content=None,
-            author=None, tags=(), language="en", published=None,
-            event_at=self.now - timedelta(minutes=50 - n), content_hash=f"h{story.id}-{n}"),
-            self.now).entry
+        raw = RawEntry(f"{story.id}-{n}",
+                       f"https://{source.lower().replace(' ', '')}.example/{story.id}",
+                       f"{source} on {story.title}", None, f"{source} report {n}",
+                       published=self.now - timedelta(minutes=50 - n))
+        (item,) = normalise([raw], self.now)
+        entry = queries.store_entry(session, feed.id, item, self.now).entry
         queries.add_member(session, story, entry, source, 1.0, "cluster", {}, self.now)
 
     def fire(self, story_id: int, notifiers: list[str], rule: Rule = RULE,

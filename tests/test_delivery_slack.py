@@ -68,26 +68,26 @@ def bot(server: Server, **extra: Any) -> dict[str, Any]:
 
 def test_incoming_webhook_block_kit(box: Outbox, receiver: Server) -> None:
     receiver.routes["/services/T/B/X"] = Reply(200, b"ok")
-    story = box.story("Quake <hits> valley & town", ["Wire A", "Ledger B"])
+    story = box.story("Quake M>6 hits valley & town", ["Wire A", "Ledger B"])
     box.fire(story, ["slack"])
     box.deliver({"slack": {"type": "slack", "webhook_url": receiver.url("/services/T/B/X")}})
     [req] = receiver.hits("/services/T/B/X")
     body = req.json()
     payload = box.deliveries()[0][1].payload
     assert req.headers["idempotency-key"] == payload["idempotency_key"]
-    assert body["text"] == (":rotating_light: Earthquake reported: Quake <hits> valley & town "
+    assert body["text"] == (":rotating_light: Earthquake reported: Quake M&gt;6 hits valley &amp; town "
                             "(2 sources)")
     header, summary, sources, context = body["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                                  "text": "ALERT Earthquake reported"}}
-    assert summary["text"]["text"] == "*Quake &lt;hits&gt; valley &amp; town*"
+    assert summary["text"]["text"] == "*Quake M&gt;6 hits valley &amp; town*"
     assert [f["text"] for f in summary["fields"]] == [
         "*Severity*\nhigh", "*Status*\nfiring", "*Sources*\n2",
         f"*First seen*\n{payload['story']['first_seen']}"]
     assert sources["text"]["text"] == (
-        f"• <https://wirea.example/{story}|Wire A>: Wire A on Quake &lt;hits&gt; valley "
+        f"• <https://wirea.example/{story}|Wire A>: Wire A on Quake M&gt;6 hits valley "
         f"&amp; town\n"
-        f"• <https://ledgerb.example/{story}|Ledger B>: Ledger B on Quake &lt;hits&gt; valley "
+        f"• <https://ledgerb.example/{story}|Ledger B>: Ledger B on Quake M&gt;6 hits valley "
         f"&amp; town")
     assert context["type"] == "context"
 

@@ -73,7 +73,7 @@ class SlackNotifier:
 
     def message(self, msg: Message) -> dict[str, Any]:
         p = msg.payload
-        text = f"{_EMOJI.get(p['event'], '')} {p['summary']}".strip()
+        text = f"{_EMOJI.get(p['event'], '')} {render.mrkdwn(p['summary'])}".strip()
         return {"text": text, "blocks": blocks(p, render.render(self.template, p))}
 
     def preview(self, msg: Message) -> str:

@@ -109,5 +109,16 @@ class Outbox:
 
         return asyncio.run(main())
 
+    def resend(self, notifiers: dict[str, Any]) -> None:
+        """One re-send pass of firing alerts, as the daemon's upkeep tick does it."""
+        configs = NOTIFIERS.validate_python(notifiers)
+
+        async def main() -> None:
+            async with httpx.AsyncClient() as client:
+                await Deliverer(self.sessions, build_notifiers(configs, client),
+                                DeliveryConfig(), "test", configs).resend_firing()
+
+        asyncio.run(main())
+
     def close(self) -> None:
         self.engine.dispose()

@@ -75,8 +75,8 @@ def test_incoming_webhook_block_kit(box: Outbox, receiver: Server) -> None:
     body = req.json()
     payload = box.deliveries()[0][1].payload
     assert req.headers["idempotency-key"] == payload["idempotency_key"]
-    assert body["text"] == (":rotating_light: Earthquake reported: Quake M&gt;6 hits valley &amp; town "
-                            "(2 sources)")
+    assert body["text"] == (":rotating_light: Earthquake reported: Quake M&gt;6 hits valley "
+                            "&amp; town (2 sources)")
     header, summary, sources, context = body["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                                  "text": "ALERT Earthquake reported"}}

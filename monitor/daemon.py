@@ -26,6 +26,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.notify import build_notifiers
+from monitor.alerts.outbox import resolve_quiet
+from monitor.alerts.render import RenderError
 from monitor.config import Settings
 from monitor.db import queries
 from monitor.db.engine import (
@@ -222,6 +224,23 @@ class Daemon:
             metrics.DB_ERRORS.labels("deliver").inc()
             log.exception("delivery tick failed")
 
+    async def alert_upkeep(self) -> None:
+        """Resolve alerts whose stories went quiet; re-send firing ones where needed."""
+        try:
+            async with self._ingest_lock:
+                await asyncio.to_thread(self._resolve_quiet, datetime.now(UTC))
+            await self.deliverer.resend_firing()
+        except Exception:
+            metrics.DB_ERRORS.labels("deliver").inc()
+            log.exception("alert upkeep failed")
+
+    def _resolve_quiet(self, now: datetime) -> None:
+        with self.sessions.begin() as session:
+            resolved = resolve_quiet(session, [c.rule for c in self.rules.rules],
+                                     list(self.settings.notifiers), now)
+        if resolved:
+            metrics.RULE_MATCHES.labels("resolved").inc(len(resolved))
+
     async def housekeeping(self) -> None:
         """Expire old story state and refresh gauges that come from the database."""
         now = datetime.now(UTC)
@@ -274,9 +293,13 @@ class Daemon:
             headers={"User-Agent": user_agent}, follow_redirects=True, max_redirects=5,
             timeout=httpx.Timeout(self.settings.polling.timeout, connect=10.0),
             limits=httpx.Limits(max_connections=self.settings.polling.concurrency * 2))
-        self.deliverer = Deliverer(self.sessions, build_notifiers(self.settings.notifiers,
-                                                                  self.client),
-                                   self.settings.delivery, self.owner)
+        try:
+            notifiers = build_notifiers(self.settings.notifiers, self.client)
+        except RenderError as exc:
+            await self.client.aclose()
+            raise StartupError(str(exc)) from exc
+        self.deliverer = Deliverer(self.sessions, notifiers, self.settings.delivery, self.owner,
+                                   self.settings.notifiers)
         web = await self._start_web()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -287,6 +310,8 @@ class Daemon:
         scheduler.add_job(self.dispatch, "interval", seconds=p.dispatch_interval,
                           max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.deliver, "interval", seconds=d.interval, max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.alert_upkeep, "interval", seconds=d.interval, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))

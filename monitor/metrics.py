@@ -101,7 +101,7 @@ def init_labels(notifiers: list[str]) -> None:
         STORIES.labels(kind)
     for reason in ASSIGNMENT_REASONS:
         CLUSTER_REASONS.labels(reason)
-    for change in ("firing", "updated"):
+    for change in ("firing", "updated", "resolved"):
         RULE_MATCHES.labels(change)
     for result in ("ok", "error"):
         RULE_RELOADS.labels(result)

@@ -206,11 +206,29 @@ class Delivery(Base):
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]
+    requeued_at: Mapped[datetime | None]
+    """Set by `storywatch alerts retry`: `max_age` counts from here instead."""
 
     __table_args__ = (
         UniqueConstraint("event_id", "notifier", name="uq_deliveries_event_notifier"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
     )
+
+
+class AlertThread(Base):
+    """Where a notifier posted an alert (Slack channel and message `ts`), to reply and edit."""
+
+    __tablename__ = "alert_threads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    notifier: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(100))
+    ts: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("alert_id", "notifier", name="uq_alert_threads_notifier"),)
 
 
 class RuleState(Base):

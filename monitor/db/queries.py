@@ -13,9 +13,18 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from monitor.db.models import Alert, AlertEvent, Delivery, Entry, Feed, Story, StoryMember
+from monitor.db.models import (
+    Alert,
+    AlertEvent,
+    AlertThread,
+    Delivery,
+    Entry,
+    Feed,
+    Story,
+    StoryMember,
+)
 from monitor.stories.normalise import NormalisedEntry
 
 
@@ -184,12 +193,24 @@ def add_alert_event(session: Session, alert: Alert, kind: str, payload: dict[str
 
 def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
                      lease: timedelta) -> list[tuple[Delivery, AlertEvent]]:
-    """Lease due outbox rows (oldest first), skipping rows another worker holds."""
+    """Lease due outbox rows (oldest first), skipping rows another worker holds.
+
+    A row waits while an earlier change of the same alert is still pending
+    for the same notifier, so each notifier sees an alert's changes in order
+    (a Slack thread reply needs its parent first).
+    """
+    earlier, earlier_event = aliased(Delivery), aliased(AlertEvent)
+    blocked = (select(earlier.id).join(earlier_event, earlier_event.id == earlier.event_id)
+               .where(earlier.notifier == Delivery.notifier, earlier.status == "pending",
+                      earlier_event.alert_id == AlertEvent.alert_id,
+                      earlier_event.seq < AlertEvent.seq)
+               .exists())
     rows = session.execute(
         select(Delivery, AlertEvent)
         .join(AlertEvent, AlertEvent.id == Delivery.event_id)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
-               or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now))
+               or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+               ~blocked)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)).all()
@@ -198,6 +219,64 @@ def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
         delivery.lease_expires_at = now + lease
     session.flush()
     return [(d, ev) for d, ev in rows]
+
+
+def firing_alerts(session: Session, rule_ids: Sequence[str]) -> list[Alert]:
+    if not rule_ids:
+        return []
+    return list(session.scalars(select(Alert).where(Alert.state == "firing",
+                                                    Alert.rule_id.in_(rule_ids))))
+
+
+def alert_threads(session: Session,
+                  alert_ids: Iterable[int]) -> dict[tuple[int, str], AlertThread]:
+    """Threads notifiers opened for these alerts, by (alert id, notifier)."""
+    rows = session.scalars(select(AlertThread).where(AlertThread.alert_id.in_(set(alert_ids))))
+    return {(t.alert_id, t.notifier): t for t in rows}
+
+
+def save_thread(session: Session, alert_id: int, notifier: str, channel: str, ts: str,
+                now: datetime) -> None:
+    """Remember where a notifier posted an alert (the first post wins)."""
+    stmt = (_insert(session)(AlertThread)
+            .values(alert_id=alert_id, notifier=notifier, channel=channel, ts=ts, created_at=now)
+            .on_conflict_do_nothing(index_elements=["alert_id", "notifier"]))
+    session.execute(stmt)
+
+
+def firing_payloads(session: Session, notifier: str) -> list[dict[str, Any]]:
+    """Latest payload of every firing alert this notifier has received at least once."""
+    latest = (select(AlertEvent.alert_id, func.max(AlertEvent.seq).label("seq"))
+              .group_by(AlertEvent.alert_id).subquery())
+    sent = (select(Delivery.id).join(AlertEvent, AlertEvent.id == Delivery.event_id)
+            .where(AlertEvent.alert_id == Alert.id, Delivery.notifier == notifier,
+                   Delivery.status == "delivered").exists())
+    return list(session.scalars(
+        select(AlertEvent.payload)
+        .join(latest, (latest.c.alert_id == AlertEvent.alert_id)
+              & (latest.c.seq == AlertEvent.seq))
+        .join(Alert, Alert.id == AlertEvent.alert_id)
+        .where(Alert.state == "firing", sent)
+        .order_by(Alert.id)))
+
+
+def dead_letters(session: Session, limit: int) -> list[tuple[Delivery, AlertEvent]]:
+    rows = session.execute(
+        select(Delivery, AlertEvent).join(AlertEvent, AlertEvent.id == Delivery.event_id)
+        .where(Delivery.status == "dead")
+        .order_by(Delivery.dead_at.desc(), Delivery.id.desc()).limit(limit))
+    return [(d, ev) for d, ev in rows]
+
+
+def requeue(session: Session, delivery_id: int, now: datetime) -> Delivery | None:
+    """Put a dead letter back in the outbox with fresh attempts; None if it is not dead."""
+    row = session.get(Delivery, delivery_id)
+    if row is None or row.status != "dead":
+        return None
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, now
+    row.requeued_at, row.dead_at = now, None
+    row.lease_owner = row.lease_expires_at = None
+    return row
 
 
 def outbox_stats(session: Session, now: datetime) -> tuple[int, float, int]:

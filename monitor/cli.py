@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from monitor import __version__, logs
 from monitor.config import ConfigErrors, Settings, config_path, load_settings

@@ -33,9 +33,6 @@ class HostGate:
         """How many more fetches this host may have in flight now."""
         return self.concurrency - self.inflight.get(host, 0)
 
-    def busy(self) -> set[str]:
-        return {h for h, n in self.inflight.items() if n >= self.concurrency}
-
     def reserve(self, host: str) -> None:
         self.inflight[host] = self.inflight.get(host, 0) + 1
 

@@ -93,8 +93,14 @@ class Daemon:
         self.parsers = ParsePool(p.parse_workers or os.cpu_count() or 1, p.parse_timeout)
         self._restarts_seen = 0
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
-        self.ingestor = Ingestor(self.sessions, index, lambda: self.rules,
-                                 lambda: list(self.settings.notifiers), self.policy)
+        self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
+                                 self.policy)
+
+    def _rules(self) -> RuleSet:
+        return self.rules
+
+    def _notifier_names(self) -> list[str]:
+        return list(self.settings.notifiers)
 
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
@@ -272,7 +278,7 @@ class Daemon:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             detail["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             detail["database"] = f"error: {type(exc).__name__}"
             return False, detail
         lag = time.monotonic() - self._last_tick

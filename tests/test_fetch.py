@@ -42,10 +42,11 @@ def get(url: str, etag: str | None = None, guard: AddressGuard = LOOPBACK,
 
 
 def test_ok_then_conditional_304(server: Server) -> None:
-    server.routes["/f"] = Reply(body=FEED, headers={"Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"})
+    modified = "Mon, 01 Jan 2024 00:00:00 GMT"
+    server.routes["/f"] = Reply(body=FEED, headers={"Last-Modified": modified})
     first = get(server.url("/f"))
     assert first.outcome == fetch.OK and first.body == FEED and first.body_hash
-    assert first.last_modified == "Mon, 01 Jan 2024 00:00:00 GMT"
+    assert first.last_modified == modified
     second = get(server.url("/f"), etag=first.etag)
     assert second.outcome == fetch.NOT_MODIFIED and second.body is None
     assert server.hits("/f")[-1].headers["if-none-match"] == first.etag

@@ -127,7 +127,7 @@ def test_pruned_entries_are_not_resurrected(store: Store) -> None:
     assert tombstones and tombstones > 0
 
 
-ARTICLE = st.builds(lambda g, l, d: (g, l, d), st.booleans(), st.booleans(), st.booleans())
+ARTICLE = st.tuples(st.booleans(), st.booleans(), st.booleans())
 
 
 @settings(max_examples=40, deadline=None,
@@ -140,11 +140,11 @@ def test_any_order_any_number_of_polls_stores_each_once(
         shared_guid: bool) -> None:
     """The invariant: an entry seen in any poll is stored once, never twice."""
     articles = [raw(i, guid=("shared" if shared_guid else "auto") if g else None,
-                    link="auto" if l else None, dated=d)
-                for i, (g, l, d) in enumerate(kinds)]
+                    link="auto" if has_link else None, dated=d)
+                for i, (g, has_link, d) in enumerate(kinds)]
     if shared_guid:
         # A feed repeating one GUID shows it on several items in every fetch.
-        polls = [p + [0, 1] for p in polls] if len(articles) > 1 else polls
+        polls = [[*p, 0, 1] for p in polls] if len(articles) > 1 else polls
     with tempfile.TemporaryDirectory() as tmp:
         s = make_store(Path(tmp))
         seen: set[int] = set()

@@ -8,10 +8,9 @@ Create Date: 2026-11-21 14:45:23.663063
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import monitor.db.models
-
+from alembic import op
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from alembic import op
 
 import monitor.db.models
+from alembic import op
 
 revision: str = "0002_polling"
 down_revision: str | None = "0001"

@@ -90,7 +90,7 @@ class Deliverer:
         started = time.perf_counter()
         try:
             return await notifier.send(job.payload, job.key)
-        except Exception as exc:  # noqa: BLE001 - a notifier bug must not stop the loop
+        except Exception as exc:
             log.exception("notifier raised", extra={"notifier": job.notifier})
             return Outcome(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
         finally:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from alembic import command
 from monitor.resources import migrations_dir
 
 log = logging.getLogger(__name__)

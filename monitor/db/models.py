@@ -8,7 +8,7 @@ schema itself is created only by Alembic migrations.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +27,8 @@ from sqlalchemy.types import TypeDecorator
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids on PostgreSQL; INTEGER on SQLite so it stays an alias of rowid."""
+
+_JSON_TYPES = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -49,7 +51,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), **_JSON_TYPES}
 
 
 class Feed(Base):

@@ -253,7 +253,7 @@ def story_members(session: Session, story_id: int) -> list[MemberRow]:
 
 def window_entries(session: Session, since: datetime) -> Iterable[tuple[Entry, str]]:
     """Entries with a story since `since`, in time order: the clustering state to rebuild."""
-    return session.execute(  # type: ignore[return-value]
+    return session.execute(
         select(Entry, StoryMember.source)
         .join(StoryMember, StoryMember.entry_id == Entry.id)
         .where(Entry.event_at >= since)

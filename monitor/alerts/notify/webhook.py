@@ -41,6 +41,6 @@ class WebhookNotifier:
         try:
             resp = await self.client.post(self.cfg.url, content=body, headers=headers,
                                           timeout=self.cfg.timeout)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
+        except Exception as exc:
             return classify_exception(exc)
         return classify_response(resp)

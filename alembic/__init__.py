@@ -1,1 +1,0 @@
-"""Alembic migrations: the only thing that creates or changes the schema."""

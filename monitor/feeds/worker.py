@@ -19,11 +19,13 @@ from multiprocessing.process import BaseProcess
 from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
 
 _CTX = multiprocessing.get_context("spawn")
+STARTUP_TIMEOUT = 60.0
 
 
 def _serve(conn: Connection) -> None:
     """Worker main loop: bytes in, ParsedFeed (or an error string) out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send(("ready", None))  # imports are done: the parse time limit starts clean
     while True:
         try:
             body, content_type = conn.recv()
@@ -45,6 +47,9 @@ class _Worker:
                                               name="storywatch-parse")
         self.proc.start()
         child.close()
+        if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv()[0] != "ready":
+            self.kill()
+            raise RuntimeError("a parser process did not start")
 
     def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> ParsedFeed:
         self.conn.send((body, content_type))

@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import httpx
 
-from monitor.alerts.notify.base import Notifier, Outcome
+from monitor.alerts.notify.alertmanager import AlertmanagerNotifier
+from monitor.alerts.notify.base import Message, Notifier, Outcome, Thread
 from monitor.alerts.notify.console import ConsoleNotifier
+from monitor.alerts.notify.slack import SlackNotifier
 from monitor.alerts.notify.webhook import WebhookNotifier
+from monitor.config import AlertmanagerNotifier as AlertmanagerConfig
 from monitor.config import ConsoleNotifier as ConsoleConfig
 from monitor.config import NotifierConfig
+from monitor.config import SlackNotifier as SlackConfig
 from monitor.config import WebhookNotifier as WebhookConfig
 
-__all__ = ["Notifier", "Outcome", "build_notifiers"]
+__all__ = ["Message", "Notifier", "Outcome", "Thread", "build_notifier", "build_notifiers"]
+
+
+def build_notifier(name: str, cfg: NotifierConfig, client: httpx.AsyncClient) -> Notifier:
+    """One notifier from its config; raises RenderError for a broken template."""
+    if isinstance(cfg, WebhookConfig):
+        return WebhookNotifier(name, cfg, client)
+    if isinstance(cfg, SlackConfig):
+        return SlackNotifier(name, cfg, client)
+    if isinstance(cfg, AlertmanagerConfig):
+        return AlertmanagerNotifier(name, cfg, client)
+    assert isinstance(cfg, ConsoleConfig)
+    return ConsoleNotifier(name, cfg)
 
 
 def build_notifiers(configs: dict[str, NotifierConfig],
                     client: httpx.AsyncClient) -> dict[str, Notifier]:
     """Instantiate the configured notifiers, sharing one HTTP client."""
-    out: dict[str, Notifier] = {}
-    for name, cfg in configs.items():
-        if isinstance(cfg, WebhookConfig):
-            out[name] = WebhookNotifier(name, cfg, client)
-        elif isinstance(cfg, ConsoleConfig):
-            out[name] = ConsoleNotifier(name, cfg)
-    return out
+    return {name: build_notifier(name, cfg, client) for name, cfg in configs.items()}

@@ -167,6 +167,15 @@ NotifierConfig = Annotated[
     Field(discriminator="type")]
 
 
+class Route(_Model):
+    """Send alerts whose labels match to these notifiers (first match wins unless
+    `continue: true`); rules with their own `notify` bypass routes."""
+
+    match: dict[str, str] = Field(default_factory=dict)
+    notify: list[str]
+    continue_: bool = Field(default=False, alias="continue")
+
+
 class DeliveryConfig(_Model):
     interval: Duration = 1.0
     batch: int = Field(default=50, gt=0)
@@ -196,6 +205,7 @@ class Settings(_Model):
     migrate_on_start: bool = True
     feeds: list[FeedConfig] = Field(default_factory=list)
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
     polling: PollingConfig = PollingConfig()
     stories: StoriesConfig = StoriesConfig()
     delivery: DeliveryConfig = DeliveryConfig()

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -27,9 +28,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.notify import build_notifiers
-from monitor.alerts.outbox import resolve_quiet
 from monitor.alerts.render import RenderError
-from monitor.config import Settings
+from monitor.config import Route, Settings
 from monitor.db import queries
 from monitor.db.engine import (
     InstanceLocked,
@@ -47,6 +47,7 @@ from monitor.feeds.schedule import Policy
 from monitor.feeds.worker import ParsePool
 from monitor.ingest import Ingestor, IngestReport
 from monitor.rules.engine import RuleSet
+from monitor.rules.live import RuleRunner
 from monitor.rules.schema import RuleErrors
 from monitor.sdnotify import Notifier as SdNotifier
 from monitor.stories.cluster import StoryIndex
@@ -92,6 +93,7 @@ class Daemon:
         self._last_tick = time.monotonic()
         self._ready = False
         self._counts: dict[str, int] = {}
+        self._rules_signature: tuple[tuple[str, int, int], ...] = ()
         self._lock: IO[str] | None = None
         p = settings.polling
         self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
@@ -104,14 +106,17 @@ class Daemon:
         self.parsers = ParsePool(p.parse_workers or os.cpu_count() or 1, p.parse_timeout)
         self._restarts_seen = 0
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
-        self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
-                                 self.policy)
+        self.runner = RuleRunner(self._rules, self._notifier_names, self._routes)
+        self.ingestor = Ingestor(self.sessions, index, self.runner, self.policy)
 
     def _rules(self) -> RuleSet:
         return self.rules
 
     def _notifier_names(self) -> list[str]:
         return list(self.settings.notifiers)
+
+    def _routes(self) -> list[Route]:
+        return list(self.settings.routes)
 
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
@@ -136,8 +141,10 @@ class Daemon:
                                                "open_stories": self.ingestor.index.open_stories})
 
     def load_rules(self) -> None:
+        directory = self.settings.resolved_rules_dir()
+        self._rules_signature = rules_signature(directory)
         try:
-            rules = RuleSet.load(self.settings.resolved_rules_dir())
+            rules = RuleSet.load(directory)
         except RuleErrors as exc:
             metrics.CONFIG_ERRORS.inc(len(exc.errors))
             raise StartupError(str(exc)) from exc
@@ -261,21 +268,24 @@ class Daemon:
             log.exception("delivery tick failed")
 
     async def alert_upkeep(self) -> None:
-        """Resolve alerts whose stories went quiet; re-send firing ones where needed."""
+        """Close absence windows, resolve quiet alerts, re-send firing ones where needed."""
         try:
+            if self._rules_changed():
+                self.reload()
             async with self._ingest_lock:
-                await asyncio.to_thread(self._resolve_quiet, datetime.now(UTC))
+                await asyncio.to_thread(self._rules_tick, datetime.now(UTC))
             await self.deliverer.resend_firing()
         except Exception:
             metrics.DB_ERRORS.labels("deliver").inc()
             log.exception("alert upkeep failed")
 
-    def _resolve_quiet(self, now: datetime) -> None:
+    def _rules_tick(self, now: datetime) -> None:
         with self.sessions.begin() as session:
-            resolved = resolve_quiet(session, [c.rule for c in self.rules.rules],
-                                     list(self.settings.notifiers), now)
-        if resolved:
-            metrics.RULE_MATCHES.labels("resolved").inc(len(resolved))
+            self.runner.tick(session, now)
+
+    def _rules_changed(self) -> bool:
+        """Hot reload: the rules directory's files changed since the last load."""
+        return rules_signature(self.settings.resolved_rules_dir()) != self._rules_signature
 
     async def housekeeping(self) -> None:
         """Expire old story state and refresh gauges that come from the database."""
@@ -451,3 +461,12 @@ def _test_freeze_hook() -> None:
     path = os.environ.get("STORYWATCH_TEST_FREEZE_FILE")
     while path and os.path.exists(path):
         time.sleep(0.05)
+
+
+def rules_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the rule files: cheap change detection."""
+    try:
+        files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
+        return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    except OSError:
+        return ()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import metrics
-from monitor.alerts.outbox import raise_or_update
 from monitor.db import queries
 from monitor.db.models import Feed, Story
 from monitor.feeds import fetch, identity
@@ -29,8 +27,7 @@ from monitor.feeds.schedule import (
     publish_interval,
     should_suspend,
 )
-from monitor.rules.engine import RuleSet
-from monitor.rules.match import StoryView
+from monitor.rules.live import RuleRunner, entry_event, story_event
 from monitor.stories.cluster import Doc, StoryIndex
 from monitor.stories.normalise import normalise
 
@@ -48,28 +45,14 @@ class IngestReport:
     """One readable line per story change, for logs and the demo."""
 
 
-def story_view(members: list[queries.MemberRow]) -> StoryView:
-    tags: list[str] = []
-    for row in members:
-        tags += [str(t) for t in row.feed_tags] + [str(t) for t in row.entry.tags]
-    return StoryView(
-        titles=[r.entry.title for r in members],
-        texts=[r.entry.content or r.entry.summary or "" for r in members],
-        sources=[r.member.source for r in members],
-        tags=tags,
-    )
-
-
 class Ingestor:
     """Applies fetch results to the database and the in-memory story index."""
 
-    def __init__(self, sessions: sessionmaker[Session], index: StoryIndex,
-                 rules: Callable[[], RuleSet], notifiers: Callable[[], list[str]],
+    def __init__(self, sessions: sessionmaker[Session], index: StoryIndex, runner: RuleRunner,
                  policy: Policy) -> None:
         self.sessions = sessions
         self.index = index
-        self.rules = rules
-        self.notifiers = notifiers
+        self.runner = runner
         self.policy = policy
 
     def rebuild_index(self, now: datetime) -> int:
@@ -111,8 +94,8 @@ class Ingestor:
         self._update_feed(session, feed, result, outcome, parse_error, parsed, now)
         if parsed is None:
             return report
-        touched: dict[int, Story] = {}
-        new_sources: set[int] = set()
+        changes: list[tuple[int, int, str]] = []
+        """(story id, entry id, change) for each new entry, in order."""
         for stored in self._identify(session, feed, parsed, now, report):
             if stored.updated:
                 report.updated += 1
@@ -136,11 +119,17 @@ class Ingestor:
                 assert found is not None, "index refers to a story the database lacks"
                 story = found
                 metrics.STORIES.labels("joined").inc()
-            if queries.add_member(session, story, entry, feed.name, decision.similarity,
-                                  decision.reason, decision.detail, now):
-                new_sources.add(story.id)
-                if decision.story_id is not None:
-                    metrics.STORIES.labels("source_added").inc()
+            new_source = queries.add_member(session, story, entry, feed.name,
+                                            decision.similarity, decision.reason,
+                                            decision.detail, now)
+            if decision.story_id is None:
+                change = "created"
+            elif new_source:
+                change = "source_added"
+                metrics.STORIES.labels("source_added").inc()
+            else:
+                change = "updated"
+            changes.append((story.id, entry.id, change))
             if decision.story_id is None:
                 report.events.append(f"new story #{story.id} [{feed.name}] {entry.title}")
             else:
@@ -151,27 +140,22 @@ class Ingestor:
             self.index.add(feats, story.id)
             metrics.CLUSTER_REASONS.labels(decision.reason).inc()
             metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
-            touched[story.id] = story
-        self._evaluate(session, touched, new_sources, now, report)
+        self._evaluate(session, changes, now, report)
         return report
 
-    def _evaluate(self, session: Session, touched: dict[int, Story], new_sources: set[int],
+    def _evaluate(self, session: Session, changes: list[tuple[int, int, str]],
                   now: datetime, report: IngestReport) -> None:
-        rules = self.rules()
-        notifiers = self.notifiers()
-        for story_id, story in touched.items():
-            if story_id not in new_sources:
-                continue
-            members = queries.story_members(session, story_id)
-            metrics.RULE_EVALUATIONS.inc()
-            for rule in rules.evaluate(story_view(members)):
-                metrics.RULE_MATCHES_BY_RULE.labels(metrics.rule_label(rule.id, len(rules))).inc()
-                change = raise_or_update(session, rule, story, members, notifiers, now)
-                if change:
-                    metrics.RULE_MATCHES.labels(change).inc()
-                    report.alerts.append(f"{change}:{rule.id}:{story_id}")
-                else:
-                    metrics.SUPPRESSIONS.labels("unchanged").inc()
+        """Every new entry is an entry event and a change of its story."""
+        events = []
+        members: dict[int, list[queries.MemberRow]] = {}
+        for story_id, entry_id, change in changes:
+            if story_id not in members:
+                members[story_id] = queries.story_members(session, story_id)
+            rows = members[story_id]
+            trigger = next(r for r in rows if r.entry.id == entry_id)
+            upto = [r for r in rows if r.member.id <= trigger.member.id]
+            events += [entry_event(trigger), story_event(upto, change, trigger)]
+        report.alerts += self.runner.process(session, events, now)
 
     def _identify(self, session: Session, feed: Feed, parsed: ParsedFeed, now: datetime,
                   report: IngestReport) -> list[queries.StoredEntry]:

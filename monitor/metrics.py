@@ -103,7 +103,7 @@ MAX_RULE_LABELS = 100
 SUPPRESSIONS = Counter("storywatch_alert_suppressions_total",
                        "Rule matches that raised no alert change, by reason.", ["reason"],
                        registry=REGISTRY)
-SUPPRESSION_REASONS = ("unchanged", "throttled", "silenced")
+SUPPRESSION_REASONS = ("duplicate", "inhibited", "silenced", "outside_active_hours", "throttled")
 ALERTS = Gauge("storywatch_alerts", "Alerts by state.", ["state"], registry=REGISTRY)
 ALERT_STATES = ("firing", "resolved")
 DB_SIZE = Gauge("storywatch_database_size_bytes", "Size of the database on disk.",

@@ -21,6 +21,8 @@ from monitor.db import queries
 from monitor.db.engine import make_engine, session_factory, upgrade
 from monitor.db.models import Alert, AlertEvent, Delivery, Feed, Story
 from monitor.feeds.parse import RawEntry
+from monitor.rules.engine import Hit
+from monitor.rules.lifecycle import Policy, fingerprint, handle
 from monitor.rules.schema import Rule
 from monitor.stories.normalise import normalise
 
@@ -67,12 +69,19 @@ class Outbox:
             if add_source:
                 self._member(session, story, add_source)
             members = queries.story_members(session, story_id)
-            return outbox.raise_or_update(session, rule, story, members, notifiers,
-                                          datetime.now(UTC))
+            now = datetime.now(UTC)
+            hit = Hit(rule, f"story:{story_id}", {}, "firing", now, (story_id,),
+                      tuple(dict.fromkeys(m.member.source for m in members)))
+            decision = handle(outbox.DbBook(session, notifiers), Policy(), hit, now)
+            return {"fire": "firing", "update": "updated"}.get(decision.action)
 
     def resolve(self, notifiers: list[str], rule: Rule) -> list[str]:
         with self.sessions.begin() as session:
-            return outbox.resolve_quiet(session, [rule], notifiers, datetime.now(UTC))
+            now = datetime.now(UTC)
+            hits = outbox.quiet_alerts(session, [rule], now)
+            for hit in hits:
+                handle(outbox.DbBook(session, notifiers), Policy(), hit, now)
+            return [fingerprint(h.rule.id, h.group_key) for h in hits]
 
     def deliveries(self) -> list[tuple[Delivery, AlertEvent]]:
         with self.sessions() as session:

@@ -73,7 +73,7 @@ def test_payload_headers_and_signature(box: Outbox, receiver: Server) -> None:
              "published": body["sources"][1]["published"]}],
         "summary": "Earthquake reported: Quake hits valley (2 sources)",
         "first_fired": body["first_fired"], "changed_at": body["changed_at"],
-        "new_sources": [],
+        "new_sources": [], "group": {}, "stories": [body["story"]],
     }
     assert set(body["story"]) == {"id", "title", "first_seen", "last_seen", "source_count",
                                   "entry_count"}

@@ -1,32 +1,38 @@
-"""Raise, update and resolve alerts, writing the outbox rows in the same transaction.
+"""Alerts in the database: raise, update and resolve them with their outbox rows.
 
-One alert per (rule, story); a new source joining a story that already
-alerted produces an `updated` change (same fingerprint, next sequence
-number), never a second alert. A rule with `resolve_after` resolves its
-alert once the story has gained no source for that long; a later source
-re-opens it as `firing`. A dead-lettered delivery raises a meta-alert on the
-fallback notifier, so failures are seen rather than logged and forgotten.
+`DbBook` is the live `AlertBook` of the rule lifecycle: every alert change it
+applies writes the alert row, a frozen payload and one delivery row per
+notifier in the caller's transaction (the one that changed the story), and
+every suppressed match is recorded with its reason. A dead-lettered delivery
+raises a meta-alert on the fallback notifier, so failures are seen rather
+than logged and forgotten.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from jinja2 import Template
 from sqlalchemy.orm import Session
 
+from monitor import metrics
+from monitor.alerts.render import RenderError, compile_template, render
+from monitor.config import Route
 from monitor.db import queries
 from monitor.db.models import Alert, AlertEvent, Delivery, Story
+from monitor.rules.engine import Hit
+from monitor.rules.lifecycle import AlertInfo, Decision, fingerprint, labels_of
 from monitor.rules.schema import Rule
 
+log = logging.getLogger(__name__)
+MAX_STORIES_IN_PAYLOAD = 20
 PAYLOAD_VERSION = 1
 DEAD_LETTER_RULE = "storywatch.dead-letter"
-
-
-def fingerprint(rule_id: str, group_key: str) -> str:
-    return hashlib.sha256(f"{rule_id}\x00{group_key}".encode()).hexdigest()[:32]
 
 
 def idempotency_key(fp: str, state: str, seq: int) -> str:
@@ -61,18 +67,59 @@ def _envelope(alert: Alert, kind: str, rule: dict[str, Any], story: dict[str, An
 
 
 def build_payload(alert: Alert, kind: str, story: Story, members: Sequence[queries.MemberRow],
-                  rule: Rule, new_sources: Sequence[str] = ()) -> dict[str, Any]:
+                  rule: Rule, new_sources: Sequence[str] = (),
+                  stories: Sequence[Story] = ()) -> dict[str, Any]:
+    """The payload of a story alert; `stories` lists every story of a correlation."""
     n = story.source_count
-    return _envelope(
+    payload = _envelope(
         alert, kind,
         {"id": rule.id, "title": rule.title, "severity": rule.severity,
          "description": rule.description},
-        {"id": story.id, "title": story.title, "first_seen": _iso(story.first_seen_at),
-         "last_seen": _iso(story.last_seen_at), "source_count": n,
-         "entry_count": story.entry_count},
-        _sources(members),
+        _story(story), _sources(members),
         f"{rule.title}: {story.title} ({n} source{'s' if n != 1 else ''})",
-        new_sources=list(new_sources))
+        new_sources=list(new_sources), group=dict(alert.group_labels or {}),
+        stories=[_story(s) for s in stories or [story]])
+    return _templated(rule, payload)
+
+
+def _story(story: Story) -> dict[str, Any]:
+    return {"id": story.id, "title": story.title, "first_seen": _iso(story.first_seen_at),
+            "last_seen": _iso(story.last_seen_at), "source_count": story.source_count,
+            "entry_count": story.entry_count}
+
+
+def _groupless_payload(alert: Alert, kind: str, rule: Rule, hit: Hit) -> dict[str, Any]:
+    """An alert with no story behind it (an absence or silence)."""
+    group = ", ".join(f"{k}={v}" for k, v in sorted(alert.group_labels.items())) or "all"
+    title = f"{rule.title} ({group})"
+    story = {"id": None, "title": title, "first_seen": _iso(hit.at), "last_seen": _iso(hit.at),
+             "source_count": 0, "entry_count": 0}
+    payload = _envelope(alert, kind, {"id": rule.id, "title": rule.title,
+                                      "severity": rule.severity,
+                                      "description": rule.description},
+                        story, [], title, new_sources=[], group=dict(alert.group_labels),
+                        stories=[], detail=dict(hit.detail))
+    return _templated(rule, payload)
+
+
+@lru_cache(maxsize=512)
+def _template(source: str, name: str) -> Template:
+    return compile_template(source, name)
+
+
+def _templated(rule: Rule, payload: dict[str, Any]) -> dict[str, Any]:
+    """Apply the rule's own summary/body templates; a broken one keeps the default text."""
+    for key in ("summary", "body"):
+        source = getattr(rule, key)
+        if not source:
+            continue
+        try:
+            payload[key] = render(_template(source, f"rule {rule.id} {key}"), payload)
+        except RenderError as exc:
+            metrics.CONFIG_ERRORS.inc()
+            log.error("rule template failed; default text used",
+                      extra={"rule": rule.id, "error": str(exc)})
+    return payload
 
 
 def _sources(members: Sequence[queries.MemberRow]) -> list[dict[str, Any]]:
@@ -89,8 +136,22 @@ def _sources(members: Sequence[queries.MemberRow]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _targets(rule: Rule, notifiers: Sequence[str]) -> list[str]:
-    targets = list(rule.notify) if rule.notify is not None else list(notifiers)
+def route(rule: Rule, labels: dict[str, str], notifiers: Sequence[str],
+          routes: Sequence[Route]) -> list[str]:
+    """The rule's own `notify`, else the first matching route(s), else every notifier."""
+    from monitor.rules.lifecycle import label_matches
+
+    if rule.notify is not None:
+        targets = list(rule.notify)
+    else:
+        targets = []
+        for r in routes:
+            if label_matches(r.match, labels):
+                targets += [n for n in r.notify if n not in targets]
+                if not r.continue_:
+                    break
+        if not targets and not any(label_matches(r.match, labels) for r in routes):
+            targets = list(notifiers)
     return [n for n in targets if n in notifiers]
 
 
@@ -101,57 +162,89 @@ def _record(session: Session, alert: Alert, payload: dict[str, Any],
                                    [key] * len(targets), now)
 
 
-def raise_or_update(session: Session, rule: Rule, story: Story,
-                    members: Sequence[queries.MemberRow], notifiers: Sequence[str],
-                    now: datetime) -> str | None:
-    """Open the alert or record a new source; returns the change kind or None."""
-    group_key = f"story:{story.id}"
-    fp = fingerprint(rule.id, group_key)
-    alert = queries.alert_by_fingerprint(session, fp)
-    source_names = sorted({m.member.source for m in members})
-    new_sources: list[str] = []
-    if alert is None:
-        alert = Alert(fingerprint=fp, rule_id=rule.id, group_key=group_key, story_id=story.id,
-                      state="firing", severity=rule.severity, title=rule.title,
-                      labels=dict(rule.labels), seq=1, sources=source_names,
-                      first_fired_at=now, last_changed_at=now)
-        session.add(alert)
-        session.flush()
-        kind = "firing"
-    elif set(source_names) - set(alert.sources):
-        new_sources = sorted(set(source_names) - set(alert.sources))
-        kind = "updated" if alert.state == "firing" else "firing"
-        alert.state, alert.resolved_at = "firing", None
+class DbBook:
+    """The live alert book: alert rows, outbox rows and suppressions in one session."""
+
+    def __init__(self, session: Session, notifiers: Sequence[str],
+                 routes: Sequence[Route] = ()) -> None:
+        self.session = session
+        self.notifiers = list(notifiers)
+        self.routes = list(routes)
+        self._firing: list[dict[str, str]] | None = None
+
+    def info(self, fp: str) -> AlertInfo | None:
+        alert = queries.alert_by_fingerprint(self.session, fp)
+        if alert is None:
+            return None
+        return AlertInfo(alert.state, tuple(alert.story_ids or ()), tuple(alert.sources),
+                         {**alert.labels, **alert.group_labels}, alert.last_notified_at)
+
+    def firing_labels(self) -> list[dict[str, str]]:
+        if self._firing is None:
+            self._firing = queries.firing_alert_labels(self.session)
+        return self._firing
+
+    def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
+        rule = hit.rule
+        alert = queries.alert_by_fingerprint(self.session, fp)
+        kind = {"fire": "firing", "update": "updated", "resolve": "resolved"}[decision.action]
+        if alert is None:
+            alert = Alert(fingerprint=fp, rule_id=rule.id, group_key=hit.group_key,
+                          story_id=hit.story_ids[-1] if hit.story_ids else None,
+                          state="firing", severity=rule.severity, title=rule.title,
+                          labels=dict(rule.labels), group_labels=dict(hit.group), seq=0,
+                          sources=[], story_ids=[], first_fired_at=now, last_changed_at=now)
+            self.session.add(alert)
+        if decision.action == "fire":
+            alert.sources, alert.story_ids = list(hit.sources), list(hit.story_ids)
+            alert.state, alert.resolved_at = "firing", None
+        elif decision.action == "update":
+            alert.sources = [*alert.sources, *decision.new_sources]
+            alert.story_ids = [*alert.story_ids, *decision.new_stories]
+        else:
+            alert.state, alert.resolved_at = "resolved", now
+        if alert.story_ids:
+            alert.story_id = alert.story_ids[-1]
         alert.seq += 1
-        alert.sources = source_names
-        alert.last_changed_at = now
-    else:
-        return None
-    payload = build_payload(alert, kind, story, members, rule, new_sources)
-    _record(session, alert, payload, _targets(rule, notifiers), now)
-    return kind
+        alert.last_changed_at = alert.last_notified_at = now
+        self.session.flush()
+        payload = self._payload(alert, kind, rule, hit, decision)
+        labels = labels_of(rule, hit.group)
+        _record(self.session, alert, payload,
+                route(rule, labels, self.notifiers, self.routes), now)
+        metrics.RULE_MATCHES.labels(kind).inc()
+        self._firing = None
+
+    def _payload(self, alert: Alert, kind: str, rule: Rule, hit: Hit,
+                 decision: Decision) -> dict[str, Any]:
+        ids = list(alert.story_ids)[-MAX_STORIES_IN_PAYLOAD:]
+        stories = [s for s in (self.session.get(Story, i) for i in ids) if s is not None]
+        if not stories:
+            return _groupless_payload(alert, kind, rule, hit)
+        members = [m for s in stories for m in queries.story_members(self.session, s.id)]
+        return build_payload(alert, kind, stories[-1], members, rule,
+                             decision.new_sources if kind == "updated" else (), stories)
+
+    def suppress(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
+        reason = decision.reason or "unknown"
+        queries.add_suppression(self.session, hit.rule.id, fp, hit.group_key, reason,
+                                hit.at, now, {"stories": list(hit.story_ids),
+                                              "sources": list(hit.sources)})
+        metrics.SUPPRESSIONS.labels(reason).inc()
 
 
-def resolve_quiet(session: Session, rules: Sequence[Rule], notifiers: Sequence[str],
-                  now: datetime) -> list[str]:
-    """Resolve firing alerts whose story gained no source for the rule's `resolve_after`."""
+def quiet_alerts(session: Session, rules: Sequence[Rule], now: datetime) -> list[Hit]:
+    """Resolution hits for firing alerts with no change for their rule's `resolve_after`."""
     by_id = {r.id: r for r in rules if r.resolve_after is not None}
-    resolved: list[str] = []
+    hits = []
     for alert in queries.firing_alerts(session, list(by_id)):
         rule = by_id[alert.rule_id]
         assert rule.resolve_after is not None
-        if alert.story_id is None or (
-                now - alert.last_changed_at < timedelta(seconds=rule.resolve_after)):
+        if now - alert.last_changed_at < timedelta(seconds=rule.resolve_after):
             continue
-        story = session.get(Story, alert.story_id)
-        assert story is not None
-        alert.state, alert.resolved_at, alert.last_changed_at = "resolved", now, now
-        alert.seq += 1
-        members = queries.story_members(session, story.id)
-        _record(session, alert, build_payload(alert, "resolved", story, members, rule),
-                _targets(rule, notifiers), now)
-        resolved.append(alert.fingerprint)
-    return resolved
+        hits.append(Hit(rule, alert.group_key, dict(alert.group_labels), "resolved", now,
+                        tuple(alert.story_ids), tuple(alert.sources)))
+    return hits
 
 
 def raise_dead_letter(session: Session, delivery: Delivery, event: AlertEvent, fallback: str,

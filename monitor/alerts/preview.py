@@ -16,10 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.alerts.notify import Message, build_notifier
-from monitor.alerts.outbox import build_payload, fingerprint
+from monitor.alerts.outbox import build_payload
 from monitor.config import NotifierConfig
 from monitor.db.models import Alert, Entry, Story, StoryMember
 from monitor.db.queries import MemberRow
+from monitor.rules.lifecycle import fingerprint
 from monitor.rules.schema import Rule
 
 

@@ -211,6 +211,10 @@ class Alert(Base):
     first_fired_at: Mapped[datetime]
     last_changed_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    group_labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The rule's `group_by` values for this alert (e.g. country=Ukraine)."""
+    story_ids: Mapped[list[Any]] = mapped_column(default=list)
+    last_notified_at: Mapped[datetime | None]
 
 
 class AlertEvent(Base):
@@ -284,3 +288,33 @@ class RuleState(Base):
     updated_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("rule_id", "group_key", name="uq_rule_state_key"),)
+
+
+class Suppression(Base):
+    """A rule match that did not notify, and why: analysts can always see what was muted."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(200), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    group_key: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(String(30))
+    """duplicate | inhibited | silenced | outside_active_hours | throttled"""
+    event_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Silence(Base):
+    """Mutes alerts whose labels match, between two times; who and why are kept."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    matchers: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    author: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

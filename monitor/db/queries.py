@@ -24,8 +24,11 @@ from monitor.db.models import (
     EntryKey,
     Feed,
     Host,
+    RuleState,
+    Silence,
     Story,
     StoryMember,
+    Suppression,
 )
 from monitor.feeds.hosts import host_of
 from monitor.feeds.identity import Known
@@ -449,3 +452,77 @@ def ping(session: Session) -> None:
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("BEGIN IMMEDIATE"))
     session.execute(text("SELECT count(*) FROM alembic_version"))
+
+
+# -- rule state, suppressions, silences ------------------------------------------
+def rule_state_get(session: Session, rule_id: str, group_key: str) -> dict[str, Any] | None:
+    row = session.scalar(select(RuleState).where(RuleState.rule_id == rule_id,
+                                                 RuleState.group_key == group_key))
+    return dict(row.state) if row is not None else None
+
+
+def rule_state_put(session: Session, rule_id: str, group_key: str, state: dict[str, Any],
+                   now: datetime) -> None:
+    row = session.scalar(select(RuleState).where(RuleState.rule_id == rule_id,
+                                                 RuleState.group_key == group_key))
+    if row is None:
+        session.add(RuleState(rule_id=rule_id, group_key=group_key, state=state,
+                              updated_at=now))
+    elif row.state != state:
+        row.state, row.updated_at = state, now
+    session.flush()
+
+
+def rule_state_groups(session: Session, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = session.execute(select(RuleState.group_key, RuleState.state)
+                           .where(RuleState.rule_id == rule_id))
+    return [(key, dict(state)) for key, state in rows]
+
+
+def add_suppression(session: Session, rule_id: str, fingerprint: str, group_key: str,
+                    reason: str, event_at: datetime, now: datetime,
+                    detail: dict[str, Any]) -> None:
+    session.add(Suppression(rule_id=rule_id, fingerprint=fingerprint, group_key=group_key,
+                            reason=reason, event_at=event_at, created_at=now, detail=detail))
+
+
+def list_suppressions(session: Session, limit: int) -> list[Suppression]:
+    return list(session.scalars(select(Suppression)
+                                .order_by(Suppression.created_at.desc(), Suppression.id.desc())
+                                .limit(limit)))
+
+
+def firing_alert_labels(session: Session) -> list[dict[str, str]]:
+    rows = session.execute(select(Alert.rule_id, Alert.severity, Alert.labels,
+                                  Alert.group_labels).where(Alert.state == "firing"))
+    return [{"rule_id": r, "severity": s, **(labels or {}), **(group or {})}
+            for r, s, labels, group in rows]
+
+
+def active_silences(session: Session, now: datetime) -> list[Silence]:
+    return list(session.scalars(select(Silence).where(Silence.ends_at > now)
+                                .order_by(Silence.id)))
+
+
+def add_silence(session: Session, matchers: dict[str, str], starts_at: datetime,
+                ends_at: datetime, author: str, comment: str, now: datetime) -> Silence:
+    silence = Silence(matchers=matchers, starts_at=starts_at, ends_at=ends_at, author=author,
+                      comment=comment, created_at=now)
+    session.add(silence)
+    session.flush()
+    return silence
+
+
+def expire_silence(session: Session, silence_id: int, now: datetime) -> bool:
+    silence = session.get(Silence, silence_id)
+    if silence is None or silence.ends_at <= now:
+        return False
+    silence.ends_at = now
+    return True
+
+
+def list_silences(session: Session, include_expired: bool, now: datetime) -> list[Silence]:
+    stmt = select(Silence).order_by(Silence.id)
+    if not include_expired:
+        stmt = stmt.where(Silence.ends_at > now)
+    return list(session.scalars(stmt))

@@ -1,51 +1,245 @@
-"""The rule engine: which rules a story change satisfies.
+"""The rule engine: story changes and entries in, rule hits out.
 
-Rules are compiled once per load; a `RuleSet` is immutable, so a reload swaps
-the whole set atomically and a failed reload leaves the old set running.
+A `RuleSet` is compiled once per load and immutable, so a reload swaps the
+whole set atomically and a failed reload leaves the old set running. The
+`Engine` keeps no state of its own: open windows and partial sequences live
+in a `StateStore` (the database in production, memory in `rules test` and
+backtests), keyed by rule and group, and tagged with the rule's definition
+hash so that a rule changed by a reload starts afresh while unchanged rules
+keep their state. Time is the events' time; the engine never reads a clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
-from monitor.rules.match import Matcher, StoryView, compile_predicate
-from monitor.rules.schema import LoadedRule, Rule, load_rules
+from monitor.rules.correlate import Correlator, Fire, Occurrence, at, ts
+from monitor.rules.events import RuleEvent
+from monitor.rules.match import Compiler, Matcher
+from monitor.rules.schema import (
+    AbsenceCorrelation,
+    InhibitRule,
+    LoadedRule,
+    MatchCorrelation,
+    Rule,
+    RuleBundle,
+    Signal,
+    load_bundle,
+)
+
+MAX_GROUPS_PER_EVENT = 32
+"""A story naming many countries joins at most this many groups of one rule."""
+STORY_SCOPE_CHANGES = ("created", "source_added", "updated")
 
 
-def _always(view: StoryView) -> bool:
-    return True
+@dataclass(frozen=True)
+class Hit:
+    """A rule satisfied for one group: what lifecycle and the outbox act on."""
+
+    rule: Rule
+    group_key: str
+    group: dict[str, str]
+    change: str
+    """firing | resolved"""
+    at: datetime
+    story_ids: tuple[int, ...]
+    sources: tuple[str, ...]
+    detail: dict[str, Any] = field(default_factory=dict)
+    event: RuleEvent | None = None
+
+
+class StateStore(Protocol):
+    def get(self, rule_id: str, group_key: str) -> dict[str, Any] | None: ...
+
+    def put(self, rule_id: str, group_key: str, state: dict[str, Any]) -> None: ...
+
+    def groups(self, rule_id: str) -> list[tuple[str, dict[str, Any]]]: ...
+
+
+class MemoryStore:
+    """Rule state in a dict: for tests, `rules test` and backtests."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, rule_id: str, group_key: str) -> dict[str, Any] | None:
+        return self.data.get((rule_id, group_key))
+
+    def put(self, rule_id: str, group_key: str, state: dict[str, Any]) -> None:
+        self.data[(rule_id, group_key)] = state
+
+    def groups(self, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(g, s) for (r, g), s in self.data.items() if r == rule_id]
 
 
 @dataclass(frozen=True)
 class CompiledRule:
     rule: Rule
     file: str
-    matcher: Matcher
+    signals: dict[str, tuple[Signal, Matcher]]
+    correlator: Correlator
+    version: str
 
-    def matches(self, view: StoryView) -> bool:
-        return view.source_count >= self.rule.min_sources and self.matcher(view)
+    @property
+    def is_silence(self) -> bool:
+        corr = self.correlator.corr
+        return isinstance(corr, AbsenceCorrelation) and corr.after is None
 
 
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[CompiledRule, ...]
+    inhibit: tuple[InhibitRule, ...] = ()
 
     @classmethod
-    def compile(cls, loaded: list[LoadedRule]) -> RuleSet:
-        return cls(tuple(
-            CompiledRule(lr.rule, lr.file,
-                         compile_predicate(lr.rule.where) if lr.rule.where else _always)
-            for lr in loaded if lr.rule.enabled))
+    def compile(cls, loaded: list[LoadedRule],
+                inhibit: list[InhibitRule] | None = None) -> RuleSet:
+        compiler = Compiler()
+        out = []
+        for lr in loaded:
+            if not lr.rule.enabled:
+                continue
+            signals = {name: (sig, compiler.predicate(sig))
+                       for name, sig in lr.rule.effective_signals().items()}
+            out.append(CompiledRule(lr.rule, lr.file, signals,
+                                    Correlator(lr.rule.effective_correlation()),
+                                    lr.rule.digest_key()))
+        return cls(tuple(out), tuple(inhibit or ()))
+
+    @classmethod
+    def from_bundle(cls, bundle: RuleBundle) -> RuleSet:
+        return cls.compile(bundle.rules, bundle.inhibit)
 
     @classmethod
     def load(cls, directory: Path) -> RuleSet:
         """Load and compile a rules directory; raises RuleErrors on any error."""
-        return cls.compile(load_rules(directory))
-
-    def evaluate(self, view: StoryView) -> list[Rule]:
-        """Rules the story satisfies now."""
-        return [c.rule for c in self.rules if c.matches(view)]
+        return cls.from_bundle(load_bundle(directory))
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def get(self, rule_id: str) -> CompiledRule | None:
+        return next((c for c in self.rules if c.rule.id == rule_id), None)
+
+
+def _group_values(corr: Any, signal: str, event: RuleEvent) -> Iterator[dict[str, str]]:
+    fields = []
+    for name in corr.group_by:
+        source_field = corr.aliases.get(name, {}).get(signal, name)
+        values = event.values(source_field)
+        if not values:
+            return
+        fields.append([(name, v) for v in values])
+    for combo in itertools.islice(itertools.product(*fields), MAX_GROUPS_PER_EVENT):
+        yield dict(combo)
+
+
+def group_key(group: dict[str, str]) -> str:
+    return "|".join(f"{k}={v}" for k, v in sorted(group.items()))
+
+
+class Engine:
+    """Evaluates a rule set against events, keeping windows in a state store."""
+
+    def __init__(self, rules: RuleSet, store: StateStore) -> None:
+        self.rules = rules
+        self.store = store
+
+    def _state(self, compiled: CompiledRule, key: str) -> dict[str, Any]:
+        state = self.store.get(compiled.rule.id, key)
+        if state is None or state.get("_v") != compiled.version:
+            state = {"_v": compiled.version}
+        return state
+
+    def signals_matched(self, compiled: CompiledRule, event: RuleEvent) -> list[str]:
+        matched = []
+        for name, (sig, matcher) in compiled.signals.items():
+            if sig.scope != event.scope:
+                continue
+            if event.scope == "story" and event.source_count < sig.min_sources:
+                continue
+            if matcher(event):
+                matched.append(name)
+        return matched
+
+    def process(self, event: RuleEvent) -> list[Hit]:
+        """Every hit this event causes, across the rule set."""
+        hits: list[Hit] = []
+        for compiled in self.rules.rules:
+            for signal in self.signals_matched(compiled, event):
+                hits.extend(self._observe(compiled, signal, event))
+        return hits
+
+    def _observe(self, compiled: CompiledRule, signal: str, event: RuleEvent) -> list[Hit]:
+        rule = compiled.rule
+        corr = compiled.correlator.corr
+        if isinstance(corr, MatchCorrelation) and not corr.group_by:
+            groups: list[tuple[str, dict[str, str]]] = [(self._own_key(event), {})]
+        else:
+            groups = [(group_key(g), g) for g in _group_values(corr, signal, event)]
+        hits = []
+        for key, group in groups:
+            if signal == rule.resolve_when and signal not in corr.signal_names():
+                hits.append(self._hit(compiled, key, group, Fire(ts(event.at), []), event,
+                                      change="resolved"))
+                continue
+            state = self._state(compiled, key)
+            fires = []
+            for value in self._values(corr, event):
+                occ: Occurrence = [ts(event.at), event.story_id, event.source, value]
+                fires.extend(compiled.correlator.observe(state, signal, occ))
+            if not isinstance(corr, MatchCorrelation):
+                self.store.put(rule.id, key, state)
+            hits.extend(self._hit(compiled, key, group, f, event) for f in fires)
+        return hits
+
+    @staticmethod
+    def _own_key(event: RuleEvent) -> str:
+        if event.story_id is not None:
+            return f"story:{event.story_id}"
+        return f"entry:{event.source}:{event.at.isoformat()}"
+
+    @staticmethod
+    def _values(corr: Any, event: RuleEvent) -> list[Any]:
+        name = getattr(corr, "distinct", None) or (
+            corr.field if corr.type == "new_value" else None)
+        if name is None:
+            return [None]
+        return list(event.values(name))
+
+    def _hit(self, compiled: CompiledRule, key: str, group: dict[str, str], fire: Fire,
+             event: RuleEvent | None, change: str | None = None) -> Hit:
+        stories = tuple(dict.fromkeys(o[1] for o in fire.occurrences if o[1] is not None))
+        sources = tuple(dict.fromkeys(o[2] for o in fire.occurrences))
+        if event is not None and event.scope == "story" and len(fire.occurrences) <= 1:
+            sources = tuple(dict.fromkeys(event.sources))
+        full_key = f"{key}|{fire.subkey}" if fire.subkey else key
+        return Hit(compiled.rule, full_key, group,
+                   change or ("resolved" if fire.resolved else "firing"),
+                   at(fire.at), stories, sources, fire.detail, event)
+
+    def tick(self, now: datetime) -> list[Hit]:
+        """Close absence windows and silences that ended before `now` minus lateness."""
+        hits: list[Hit] = []
+        for compiled in self.rules.rules:
+            corr = compiled.correlator.corr
+            if not isinstance(corr, AbsenceCorrelation):
+                continue
+            watermark = ts(now) - corr.allowed_lateness
+            groups = self.store.groups(compiled.rule.id)
+            if compiled.is_silence and not corr.group_by and not groups:
+                groups = [("", {})]
+            for key, raw in groups:
+                state = raw if raw.get("_v") == compiled.version else {"_v": compiled.version}
+                if compiled.is_silence:
+                    compiled.correlator.start_silence(state, ts(now))
+                fires = compiled.correlator.expire(state, watermark)
+                self.store.put(compiled.rule.id, key, state)
+                group = dict(part.split("=", 1) for part in key.split("|") if "=" in part)
+                hits.extend(self._hit(compiled, key, group, f, None) for f in fires)
+        return hits

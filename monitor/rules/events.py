@@ -13,20 +13,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from monitor.stories.features import entities
 from monitor.stories.normalise import fold
 from monitor.stories.places import countries
 
 STORY_CHANGES = ("created", "source_added", "updated")
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """One outlet of a story, for alert payloads."""
-
-    name: str
-    title: str
-    url: str | None
-    published: str | None
 
 
 @dataclass(frozen=True)
@@ -51,8 +42,6 @@ class RuleEvent:
     summary: str = ""
     entry_count: int = 1
     story_title: str = ""
-    source_refs: tuple[SourceRef, ...] = ()
-    entity_names: tuple[str, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -112,7 +101,8 @@ class RuleEvent:
         elif name == "countries":
             out = tuple(countries(f"{self.title_text}\n{self.body_text}"))
         elif name == "entities":
-            out = self.entity_names
+            found = entities(f"{self.title_text}\n{self.body_text}")
+            out = tuple(dict.fromkeys(e.split(":", 1)[1] for e in found))
         elif name in ("source_count", "entry_count", "story_id"):
             number = self.number(name)
             out = () if number is None else (str(int(number)),)

@@ -150,7 +150,8 @@ class Compiler:
             wanted = bool(cond.exists)
             return lambda event: bool(event.values(name)) == wanted
         if op in ("equals", "in_"):
-            options = [cond.equals] if op == "equals" else list(cond.in_ or [])
+            options: list[str | float] = (
+                [cond.equals] if cond.equals is not None else list(cond.in_ or []))
             return self._equality(name, options, cond.case_sensitive)
         bound = getattr(cond, op)
         compare: Callable[[float, float], bool] = {
@@ -172,7 +173,7 @@ class Compiler:
         return lambda event: combined.search(event.raw(name)) is not None
 
     @staticmethod
-    def _equality(name: str, options: list[object], case_sensitive: bool) -> Matcher:
+    def _equality(name: str, options: list[str | float], case_sensitive: bool) -> Matcher:
         numbers = {float(o) for o in options if isinstance(o, int | float)}
         texts = {str(o) if case_sensitive else fold(str(o))
                  for o in options if not isinstance(o, int | float)}

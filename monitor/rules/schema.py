@@ -68,8 +68,9 @@ class Condition(_Strict):
     lte: float | None = None
     case_sensitive: bool = False
 
-    OPERATORS: ClassVar[tuple[str, ...]] = ("contains", "contains_any", "contains_all", "phrase", "regex", "equals", "in_",
-                 "exists", "gt", "gte", "lt", "lte")
+    OPERATORS: ClassVar[tuple[str, ...]] = (
+        "contains", "contains_any", "contains_all", "phrase", "regex", "equals", "in_",
+        "exists", "gt", "gte", "lt", "lte")
 
     @field_validator("field")
     @classmethod
@@ -118,7 +119,9 @@ def _item_kind(value: Any) -> str:
         if "macro" in value:
             return "macro"
         return "predicate" if {"all", "any", "none"} & set(value) else "condition"
-    return {Condition: "condition", MacroRef: "macro"}.get(type(value), "predicate")
+    if isinstance(value, Condition):
+        return "condition"
+    return "macro" if isinstance(value, MacroRef) else "predicate"
 
 
 Item = Annotated[
@@ -286,11 +289,14 @@ UNION_TAGS = frozenset({"condition", "macro", "predicate", "match", "count", "di
 """Union member tags pydantic puts into error locations; hidden from users."""
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class ActiveHours(_Strict):
     """Notify only inside these hours; matches outside are recorded as suppressed."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+    days: list[Day] = Field(default_factory=lambda: list(DAYS))
     start: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(default="24:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
     timezone: str = "UTC"
@@ -324,7 +330,7 @@ class Expectation(_Strict):
     stories: list[int] | None = None
 
 
-class TestEvent(_Strict):
+class TestStep(_Strict):
     """One step of a rule test: an entry joining a story (or alone, for entry signals)."""
 
     at: str
@@ -339,7 +345,7 @@ class TestEvent(_Strict):
 
 class RuleTest(_Strict):
     name: str
-    events: list[TestEvent] = Field(default_factory=list)
+    events: list[TestStep] = Field(default_factory=list)
     until: str | None = None
     """Advance the clock to this time at the end (fires absence and digests)."""
     expect: list[Expectation] = Field(default_factory=list)

@@ -171,7 +171,11 @@ class Engine:
         """Every hit this event causes, across the rule set."""
         hits: list[Hit] = []
         for compiled in self.rules.rules:
-            for signal in self.signals_matched(compiled, event):
+            signals = self.signals_matched(compiled, event)
+            resolve = compiled.rule.resolve_when
+            if resolve in signals:
+                signals = [resolve]  # the resolve condition wins over a new match
+            for signal in signals:
                 hits.extend(self._observe(compiled, signal, event))
         return hits
 

@@ -189,7 +189,8 @@ class MemoryBook:
     def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
         a = self.alerts.setdefault(fp, {"stories": [], "sources": [], "state": "resolved",
                                         "labels": labels_of(hit.rule, hit.group),
-                                        "notified": None})
+                                        "notified": None, "rule": hit.rule,
+                                        "group": hit.group, "group_key": hit.group_key})
         change = {"fire": "firing", "update": "updated", "resolve": "resolved"}[decision.action]
         if decision.action == "fire":
             a["stories"], a["sources"] = list(hit.story_ids), list(hit.sources)
@@ -201,6 +202,14 @@ class MemoryBook:
         self.changes.append({"rule": hit.rule.id, "change": change, "group": hit.group,
                              "group_key": hit.group_key, "at": hit.at, "now": now,
                              "stories": list(a["stories"]), "sources": list(a["sources"])})
+
+    def quiet(self, now: datetime) -> list[Hit]:
+        """Resolution hits for firing alerts unchanged for their rule's `resolve_after`."""
+        return [Hit(a["rule"], a["group_key"], a["group"], "resolved", now,
+                    tuple(a["stories"]), tuple(a["sources"]))
+                for a in self.alerts.values()
+                if a["state"] == "firing" and a["rule"].resolve_after is not None
+                and now - a["notified"] >= timedelta(seconds=a["rule"].resolve_after)]
 
     def suppress(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
         self.suppressed.append({"rule": hit.rule.id, "reason": decision.reason,

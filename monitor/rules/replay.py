@@ -38,7 +38,7 @@ class Replay:
         if self.clock is not None and now <= self.clock:
             return
         self.clock = now
-        for hit in self.engine.tick(now):
+        for hit in self.engine.tick(now) + self.book.quiet(now):
             handle(self.book, self.policy, hit, now)
 
     def feed(self, event: RuleEvent) -> None:

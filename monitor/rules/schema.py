@@ -331,6 +331,8 @@ class Expectation(_Strict):
 
 
 class TestStep(_Strict):
+    __test__ = False  # not a pytest test class, despite the name
+
     """One step of a rule test: an entry joining a story (or alone, for entry signals)."""
 
     at: str

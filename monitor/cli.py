@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from monitor import __version__, logs
+from monitor import __version__, cli_rules, logs
 from monitor.config import ConfigErrors, Settings, config_path, load_settings
 from monitor.yamlpos import SourceError
 
@@ -43,24 +43,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate the config (already loaded) and every rule file."""
-    from monitor.rules.schema import RuleErrors, load_rules
+    """Validate the config (already loaded) and lint every rule file."""
+    from monitor.cli_rules import cmd_lint
 
-    try:
-        rules = load_rules(settings.resolved_rules_dir())
-    except RuleErrors as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return 1
-    unknown = [(r.file, r.rule.id, n) for r in rules for n in (r.rule.notify or [])
-               if n not in settings.notifiers]
-    for file, rule_id, name in unknown:
-        print(f"{file}:1:1: rule {rule_id}: notify: unknown notifier {name!r}", file=sys.stderr)
-    if unknown:
-        return 1
-    print(f"ok: {len(settings.feeds)} feeds, {len(rules)} rules, "
-          f"{len(settings.notifiers)} notifiers")
-    return 0
+    return cmd_lint(args, settings)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -358,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("run", cmd_run, "run the daemon")
+    cli_rules.register(sub, add)
     demo = add("demo", cmd_demo, "offline demo: sample feeds on 127.0.0.1, alerts on the console")
     demo.add_argument("--forever", action="store_true", help="keep running after the demo")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")

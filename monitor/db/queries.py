@@ -6,7 +6,7 @@ the caller so that a story change and the alert it raises commit together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -526,3 +526,14 @@ def list_silences(session: Session, include_expired: bool, now: datetime) -> lis
     if not include_expired:
         stmt = stmt.where(Silence.ends_at > now)
     return list(session.scalars(stmt))
+
+
+def history(session: Session, since: datetime, until: datetime) -> Iterator[
+        tuple[Entry, str, list[Any]]]:
+    """Stored entries between two times with their feed's name and tags, in time order."""
+    rows = session.execute(
+        select(Entry, Feed.name, Feed.tags).join(Feed, Feed.id == Entry.feed_id)
+        .where(Entry.event_at >= since, Entry.event_at <= until)
+        .order_by(Entry.event_at, Entry.id).execution_options(yield_per=1000))
+    for entry, name, tags in rows:
+        yield entry, name, list(tags or [])

@@ -160,8 +160,11 @@ class _Correlation(_Strict):
 
     @field_validator("group_by")
     @classmethod
-    def _known_fields(cls, value: list[str]) -> list[str]:
-        return [_check_field(v) for v in value]
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"group_by name {name!r} must be an identifier")
+        return value
 
     def signal_names(self) -> list[str]:
         raise NotImplementedError
@@ -408,6 +411,12 @@ class Rule(_Strict):
                 if sig not in self.signals:
                     raise ValueError(f"alias names unknown signal {sig!r}")
                 _check_field(fld)
+        for name in corr.group_by:
+            missing = [s for s in corr.signal_names()
+                       if name not in FIELDS and s not in corr.aliases.get(name, {})]
+            if missing:
+                raise ValueError(f"group_by {name!r} is not a field; give `aliases` saying "
+                                 f"which field it is for signal(s) {', '.join(missing)}")
         return self
 
     def effective_signals(self) -> dict[str, Signal]:

@@ -388,36 +388,52 @@ class Rule(_Strict):
     """Jinja2 templates (sandboxed, StrictUndefined) for the alert text."""
     tests: list[RuleTest] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Rule:
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-references that the schema alone cannot check, with where they are."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
         if self.where is not None and (self.signals or self.correlation):
-            raise ValueError("use either `where` (a simple match) or `signals` + "
-                             "`correlation`, not both")
-        if self.where is None and not self.signals and self.correlation is None:
-            return self  # a bare rule: every story with min_sources qualifies
+            out.append((("where",), "use either `where` (a simple match) or `signals` + "
+                                    "`correlation`, not both"))
         corr = self.correlation
         if corr is None:
-            if self.signals and len(self.signals) != 1:
-                raise ValueError("several signals need a `correlation` saying how they combine")
-            return self
-        for name in corr.signal_names() + ([self.resolve_when] if self.resolve_when else []):
+            if len(self.signals) > 1:
+                out.append((("signals",), "several signals need a `correlation` saying how "
+                                          "they combine"))
+            return out
+        defined = ", ".join(self.signals) or "none"
+        fields = {"match": "signal", "count": "signal", "distinct_count": "signal",
+                  "spike": "signal", "new_value": "signal", "sequence": "steps",
+                  "all_of": "signals"}
+        for i, name in enumerate(corr.signal_names()):
             if name not in self.signals:
-                raise ValueError(f"unknown signal {name!r}; defined: "
-                                 f"{', '.join(self.signals) or 'none'}")
+                key = fields.get(corr.type)
+                path: tuple[str | int, ...] = (("correlation", key, i) if key in ("steps",
+                                                                                "signals")
+                                               else ("correlation", key or "expect"))
+                if corr.type == "absence":
+                    path = ("correlation", "after" if name == getattr(corr, "after", None)
+                            else "expect")
+                out.append((path, f"unknown signal {name!r}; defined: {defined}"))
+        if self.resolve_when and self.resolve_when not in self.signals:
+            out.append((("resolve_when",), f"unknown signal {self.resolve_when!r}; "
+                                           f"defined: {defined}"))
         for group_field, per_signal in corr.aliases.items():
+            where = ("correlation", "aliases", group_field)
             if group_field not in corr.group_by:
-                raise ValueError(f"alias for {group_field!r} which is not in group_by")
+                out.append((where, f"alias for {group_field!r} which is not in group_by"))
             for sig, fld in per_signal.items():
                 if sig not in self.signals:
-                    raise ValueError(f"alias names unknown signal {sig!r}")
-                _check_field(fld)
-        for name in corr.group_by:
+                    out.append(((*where, sig), f"alias names unknown signal {sig!r}"))
+                elif fld not in FIELDS:
+                    out.append(((*where, sig), f"unknown field {fld!r}"))
+        for i, name in enumerate(corr.group_by):
             missing = [s for s in corr.signal_names()
                        if name not in FIELDS and s not in corr.aliases.get(name, {})]
             if missing:
-                raise ValueError(f"group_by {name!r} is not a field; give `aliases` saying "
-                                 f"which field it is for signal(s) {', '.join(missing)}")
-        return self
+                out.append((("correlation", "group_by", i),
+                            f"{name!r} is not a field; give `aliases` saying which field it "
+                            f"is for signal(s) {', '.join(missing)}"))
+        return out
 
     def effective_signals(self) -> dict[str, Signal]:
         """Signals including the one implied by `where` (named `match`)."""
@@ -520,6 +536,11 @@ def _validate(raw: Any, located: Located, prefix: tuple[str | int, ...],
         rule = Rule.model_validate(body)
     except ValidationError as exc:
         raise RuleErrors(pydantic_errors(located, exc.errors(), prefix, UNION_TAGS)) from exc
+    problems = rule.problems()
+    if problems:
+        raise RuleErrors([SourceError(located.position((*prefix, *path)),
+                                      f"{'.'.join(str(p) for p in path)}: {msg}")
+                          for path, msg in problems])
     return LoadedRule(rule, file, located.position(prefix).line)
 
 

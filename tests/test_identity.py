@@ -26,6 +26,7 @@ from monitor.feeds.parse import ParsedFeed, RawEntry
 from monitor.feeds.schedule import Policy
 from monitor.ingest import Ingestor
 from monitor.rules.engine import RuleSet
+from monitor.rules.live import RuleRunner
 from monitor.stories.cluster import StoryIndex
 from monitor.stories.normalise import LINK
 
@@ -61,8 +62,8 @@ def make_store(tmp: Path) -> Store:
     sessions = session_factory(engine)
     with sessions.begin() as s:
         feed_id = queries.upsert_feed(s, "http://127.0.0.1/f", "F", [], None, True, NOW).id
-    ingestor = Ingestor(sessions, StoryIndex(timedelta(days=3)), lambda: RuleSet(()),
-                        lambda: [], POLICY)
+    runner = RuleRunner(lambda: RuleSet(()), list, list)
+    ingestor = Ingestor(sessions, StoryIndex(timedelta(days=3)), runner, POLICY)
     return Store(ingestor, feed_id, itertools.count())
 
 

@@ -43,7 +43,8 @@ def test_lint_reports_references_and_templates(tmp_path: Path) -> None:
     assert (f"{rules / 'a.yaml'}:6:42: correlation.steps.1: unknown signal 't'; defined: s"
             in result.stderr)
     (rules / "a.yaml").unlink()
-    (rules / "b.yaml").write_text("id: b\ntitle: B\nnotify: [pager]\nsummary: '{{ stroy.title }}'\n")
+    (rules / "b.yaml").write_text("id: b\ntitle: B\nnotify: [pager]\n"
+                                  "summary: '{{ stroy.title }}'\n")
     result = storywatch("rules", "lint", cwd=tmp_path)
     assert result.returncode == 1
     assert "rule b: notify: unknown notifier 'pager'" in result.stderr

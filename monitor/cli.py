@@ -56,7 +56,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                if n not in settings.notifiers]
     for file, rule_id, name in unknown:
         print(f"{file}:1:1: rule {rule_id}: notify: unknown notifier {name!r}", file=sys.stderr)
-    if unknown:
+    from monitor.alerts.notify import template_errors
+
+    broken = template_errors(dict(settings.notifiers))
+    for error in broken:
+        print(error, file=sys.stderr)
+    if unknown or broken:
         return 1
     print(f"ok: {len(settings.feeds)} feeds, {len(rules)} rules, "
           f"{len(settings.notifiers)} notifiers")

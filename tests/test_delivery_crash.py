@@ -62,7 +62,7 @@ def test_sigkill_during_delivery_loses_nothing(tmp_path: Path, receiver: Server)
     for _ in range(KILLS):
         before = len(receiver.requests)
         proc = Proc(tmp_path, ["-c", str(config), "run"])
-        wait_until(lambda n=before: len(receiver.requests) > n, timeout=20)  # type: ignore[misc]
+        wait_until(lambda n=before: len(receiver.requests) > n, timeout=20)
         threading.Event().wait(rng.uniform(0.05, 0.6))
         proc.signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL

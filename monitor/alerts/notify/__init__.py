@@ -9,13 +9,15 @@ from monitor.alerts.notify.base import Message, Notifier, Outcome, Thread
 from monitor.alerts.notify.console import ConsoleNotifier
 from monitor.alerts.notify.slack import SlackNotifier
 from monitor.alerts.notify.webhook import WebhookNotifier
+from monitor.alerts.render import RenderError
 from monitor.config import AlertmanagerNotifier as AlertmanagerConfig
 from monitor.config import ConsoleNotifier as ConsoleConfig
 from monitor.config import NotifierConfig
 from monitor.config import SlackNotifier as SlackConfig
 from monitor.config import WebhookNotifier as WebhookConfig
 
-__all__ = ["Message", "Notifier", "Outcome", "Thread", "build_notifier", "build_notifiers"]
+__all__ = ["Message", "Notifier", "Outcome", "Thread", "build_notifier", "build_notifiers",
+           "template_errors"]
 
 
 def build_notifier(name: str, cfg: NotifierConfig, client: httpx.AsyncClient) -> Notifier:
@@ -34,3 +36,15 @@ def build_notifiers(configs: dict[str, NotifierConfig],
                     client: httpx.AsyncClient) -> dict[str, Notifier]:
     """Instantiate the configured notifiers, sharing one HTTP client."""
     return {name: build_notifier(name, cfg, client) for name, cfg in configs.items()}
+
+
+def template_errors(configs: dict[str, NotifierConfig]) -> list[str]:
+    """Every notifier template that does not compile, for `storywatch check`."""
+    client = httpx.AsyncClient()  # never used: building a notifier compiles its template
+    errors = []
+    for name, cfg in configs.items():
+        try:
+            build_notifier(name, cfg, client)
+        except RenderError as exc:
+            errors.append(str(exc))
+    return errors

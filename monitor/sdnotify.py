@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -25,10 +26,8 @@ class Notifier:
     def send(self, *lines: str) -> None:
         if self._sock is None or self.address is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self._sock.sendto("\n".join(lines).encode(), self.address)
-        except OSError:
-            pass
 
     def watchdog_interval(self) -> float | None:
         """Half of `$WATCHDOG_USEC` in seconds, when systemd asked for pings."""

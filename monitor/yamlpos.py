@@ -8,7 +8,7 @@ typos in hand-written rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,14 @@ class Located:
     value: Any
     file: str
     positions: dict[Path_, Position] = field(default_factory=dict)
+    key_positions: dict[Path_, Position] = field(default_factory=dict)
+    """Where the mapping key of a path stands (for "unknown key" errors)."""
 
-    def position(self, path: Sequence[str | int]) -> Position:
+    def position(self, path: Sequence[str | int], at_key: bool = False) -> Position:
         """Position of the deepest known prefix of `path` (a pydantic `loc`)."""
         key = tuple(path)
+        if at_key and key in self.key_positions:
+            return self.key_positions[key]
         while key:
             if key in self.positions:
                 return self.positions[key]
@@ -65,6 +69,7 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.positions: dict[Path_, Position] = {}
+        self.key_positions: dict[Path_, Position] = {}
         self._constructor = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
@@ -73,18 +78,18 @@ class _Builder:
             self._constructor.flatten_mapping(node)
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+                key = self._constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     raise SourceError(_mark(self.file, key_node), "mapping keys must be scalars")
                 if key in out:
                     raise SourceError(_mark(self.file, key_node), f"duplicate key {key!r}")
                 child: Path_ = (*path, str(key) if not isinstance(key, int) else key)
+                self.key_positions[child] = _mark(self.file, key_node)
                 out[key] = self.build(value_node, child)
-                self.positions.setdefault(child, _mark(self.file, key_node))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return self._constructor.construct_object(node, deep=True)
 
 
 def load_documents(text: str, file: str) -> list[Located]:
@@ -103,7 +108,7 @@ def load_documents(text: str, file: str) -> list[Located]:
             continue
         builder = _Builder(file)
         value = builder.build(node, ())
-        docs.append(Located(value, file, builder.positions))
+        docs.append(Located(value, file, builder.positions, builder.key_positions))
     return docs
 
 
@@ -116,7 +121,7 @@ def load_file(path: Path) -> list[Located]:
     return load_documents(text, str(path))
 
 
-def pydantic_errors(located: Located, errors: Iterable[dict[str, Any]],
+def pydantic_errors(located: Located, errors: Iterable[Mapping[str, Any]],
                     prefix: Sequence[str | int] = ()) -> list[SourceError]:
     """Turn pydantic `ValidationError.errors()` into located, readable errors."""
     out = []
@@ -125,9 +130,10 @@ def pydantic_errors(located: Located, errors: Iterable[dict[str, Any]],
         full = (*prefix, *loc)
         field_path = ".".join(str(p) for p in full) or "(document)"
         msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
+        unknown = err.get("type") == "extra_forbidden"
+        if unknown:
             msg = "unknown key"
-        out.append(SourceError(located.position(full), f"{field_path}: {msg}"))
+        out.append(SourceError(located.position(full, at_key=unknown), f"{field_path}: {msg}"))
     return out
 
 

@@ -50,12 +50,15 @@ def settings(tmp: Path, server: Server | None = None, feeds: list[dict[str, Any]
 
 
 def run_daemon(daemon: Daemon, until: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Run the daemon in this thread's event loop until `until()` holds, then stop it."""
+    """Run the daemon in this thread's event loop until `until()` holds, then stop it.
+
+    `until` runs in a worker thread so it may block (e.g. scrape the daemon's endpoint).
+    """
     async def main() -> None:
         task = asyncio.create_task(daemon.run())
         deadline = time.monotonic() + timeout
         try:
-            while not until():
+            while not await asyncio.to_thread(until):
                 if task.done():
                     task.result()
                     raise AssertionError("daemon stopped by itself")
@@ -75,7 +78,7 @@ def count(db_url: str, model: Any, *where: Any) -> int:
         with session_factory(engine)() as session:
             return int(session.scalar(select(func.count()).select_from(model).where(*where))
                        or 0)
-    except Exception:  # noqa: BLE001 - table not there yet means zero
+    except Exception:
         return 0
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ schema itself is created only by Alembic migrations.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -27,6 +28,8 @@ from sqlalchemy.types import TypeDecorator
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids on PostgreSQL; INTEGER on SQLite so it stays an alias of rowid."""
+
+_JSON_TYPES = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -48,8 +51,19 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every constraint named the same way on every backend, so schemas compare equal."""
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), **_JSON_TYPES}
 
 
 class Feed(Base):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -55,7 +55,7 @@ def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
     `FOR UPDATE SKIP LOCKED` lets several instances claim disjoint sets on
     PostgreSQL; SQLite ignores it (one process owns an SQLite database).
     """
-    stmt: Select[tuple[Feed]] = (
+    stmt = (
         select(Feed)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
                or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now))
@@ -164,7 +164,7 @@ def story_members(session: Session, story_id: int) -> list[MemberRow]:
 
 def window_entries(session: Session, since: datetime) -> Iterable[tuple[Entry, str]]:
     """Entries with a story since `since`, in time order: the clustering state to rebuild."""
-    return session.execute(  # type: ignore[return-value]
+    return session.execute(
         select(Entry, StoryMember.source)
         .join(StoryMember, StoryMember.entry_id == Entry.id)
         .where(Entry.event_at >= since)
@@ -329,3 +329,33 @@ def list_alerts(session: Session, limit: int) -> list[tuple[Alert, int, int, int
         .order_by(Alert.last_changed_at.desc(), Alert.id.desc()).limit(limit))
     return [(a, int(d), int(p), int(x)) for a, d, p, x in rows]
 
+
+
+# -- operations ----------------------------------------------------------------
+def alerts_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Alert.state, func.count()).group_by(Alert.state))
+    return {state: n for state, n in rows}
+
+
+def last_successful_poll(session: Session) -> datetime | None:
+    """When any feed last fetched successfully: survives restarts, unlike a counter."""
+    return session.scalar(select(func.max(Feed.last_success_at)))
+
+
+def database_size_bytes(session: Session) -> int:
+    """Bytes the database occupies (SQLite: its pages; PostgreSQL: pg_database_size)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    pages = session.scalar(text("PRAGMA page_count")) or 0
+    size = session.scalar(text("PRAGMA page_size")) or 0
+    return int(pages) * int(size)
+
+
+def ping(session: Session) -> None:
+    """A round trip that would block where writes block (SQLite: the write lock).
+
+    The caller rolls back; nothing is written.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+    session.execute(text("SELECT count(*) FROM alembic_version"))

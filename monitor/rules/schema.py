@@ -141,7 +141,7 @@ def load_rule_file(path: Path) -> list[LoadedRule]:
             lists = rf.lists
         else:
             lists = doc.get("lists") or {}
-            items = [((), {k: v for k, v in doc.items() if k != "lists"})]
+            items = [((), {k: v for k, v in doc.items() if k != "lists"})]  # type: ignore[list-item]
         for prefix, raw in items:
             try:
                 raw = _resolve_lists(raw, lists, located, prefix)

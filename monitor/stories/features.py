@@ -9,7 +9,7 @@ headline and lead weighted above the rest of the body.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 
 from monitor.stories.normalise import fold
@@ -113,7 +113,7 @@ def term_counts(title: str, text: str) -> TermCounts:
     words = text.split()
     lead = " ".join(words[:LEAD_WORDS])
     rest = " ".join(words[LEAD_WORDS:BODY_WORDS])
-    counts: Counter[str] = Counter()
+    counts: dict[str, float] = defaultdict(float)
     for part, weight in ((title, TITLE_WEIGHT), (lead, LEAD_WEIGHT), (rest, 1.0)):
         if not part:
             continue

@@ -78,8 +78,9 @@ class Deliverer:
 
     def _record(self, results: list[tuple[Job, Outcome]], now: datetime) -> None:
         with self.sessions.begin() as session:
+            rows = queries.deliveries_by_id(session, [job.delivery_id for job, _ in results])
             for job, outcome in results:
-                row = session.get(Delivery, job.delivery_id)
+                row = rows.get(job.delivery_id)
                 if row is None or row.status != "pending":
                     continue
                 row.attempts += 1

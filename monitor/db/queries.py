@@ -221,6 +221,11 @@ def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
     return [(d, ev) for d, ev in rows]
 
 
+def deliveries_by_id(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
+    """Outbox rows in one query, to record a batch's outcomes."""
+    return {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+
+
 def firing_alerts(session: Session, rule_ids: Sequence[str]) -> list[Alert]:
     if not rule_ids:
         return []

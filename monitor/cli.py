@@ -56,9 +56,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                if n not in settings.notifiers]
     for file, rule_id, name in unknown:
         print(f"{file}:1:1: rule {rule_id}: notify: unknown notifier {name!r}", file=sys.stderr)
-    from monitor.alerts.notify import template_errors
+    from monitor.alerts.notify import setup_errors
 
-    broken = template_errors(dict(settings.notifiers))
+    broken = setup_errors(dict(settings.notifiers))
     for error in broken:
         print(error, file=sys.stderr)
     if unknown or broken:
@@ -191,6 +191,7 @@ def cmd_alerts_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_alerts_preview(args: argparse.Namespace, settings: Settings) -> int:
     """Render every notifier's message for one rule from a fixture story."""
+    from monitor.alerts.notify import NotifierUnavailable
     from monitor.alerts.preview import load_fixture, preview
     from monitor.alerts.render import RenderError
     from monitor.rules.schema import RuleErrors, load_rules
@@ -211,7 +212,7 @@ def cmd_alerts_preview(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     try:
         rendered = preview(rules[args.rule], dict(settings.notifiers), fixture)
-    except RenderError as exc:
+    except (RenderError, NotifierUnavailable) as exc:
         print(f"storywatch: {exc}", file=sys.stderr)
         return 1
     if not rendered:

@@ -137,8 +137,15 @@ class AlertmanagerNotifier(_NotifierBase):
     """Firing alerts are re-sent this often; keep it below Alertmanager's resolve_timeout."""
 
 
+class AppriseNotifier(_NotifierBase):
+    """Any service Apprise reaches (needs the `apprise` extra)."""
+
+    type: Literal["apprise"]
+    urls: list[str] = Field(min_length=1)
+
+
 NotifierConfig = Annotated[
-    WebhookNotifier | ConsoleNotifier | SlackNotifier | AlertmanagerNotifier,
+    WebhookNotifier | ConsoleNotifier | SlackNotifier | AlertmanagerNotifier | AppriseNotifier,
     Field(discriminator="type")]
 
 

@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer
-from monitor.alerts.notify import build_notifiers
+from monitor.alerts.notify import NotifierUnavailable, build_notifiers
 from monitor.alerts.outbox import resolve_quiet
 from monitor.alerts.render import RenderError
 from monitor.config import Settings
@@ -326,7 +326,7 @@ class Daemon:
             limits=httpx.Limits(max_connections=self.settings.polling.concurrency * 2))
         try:
             notifiers = build_notifiers(self.settings.notifiers, self.client)
-        except RenderError as exc:
+        except (RenderError, NotifierUnavailable) as exc:
             await self.client.aclose()
             raise StartupError(str(exc)) from exc
         self.deliverer = Deliverer(self.sessions, notifiers, self.settings.delivery, self.owner,

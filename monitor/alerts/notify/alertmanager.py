@@ -17,7 +17,7 @@ import httpx
 from jinja2 import Template
 
 from monitor.alerts import render
-from monitor.alerts.notify.base import Message, Outcome, classify_response, dumps, post_json
+from monitor.alerts.notify.base import Message, Outcome, deliver_json, dumps
 from monitor.config import AlertmanagerNotifier as AlertmanagerConfig
 
 _LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -91,6 +91,5 @@ class AlertmanagerNotifier:
         headers = dict(self.cfg.headers)
         if key:
             headers["Idempotency-Key"] = key
-        resp = await post_json(self.client, self.endpoint, dumps(alerts), headers,
-                               self.cfg.timeout)
-        return resp if isinstance(resp, Outcome) else classify_response(resp)
+        return await deliver_json(self.client, self.endpoint, dumps(alerts), headers,
+                                  self.cfg.timeout)

@@ -62,6 +62,10 @@ class Deliverer:
         self.limits = {name: asyncio.Semaphore(configs[name].concurrency if name in configs
                                                else cfg.batch) for name in notifiers}
         self._resent: dict[str, float] = {}
+        for name, notifier in notifiers.items():
+            if isinstance(notifier, Resender):
+                for result in ("ok", "error"):
+                    metrics.RESENDS.labels(name, result)
 
     def _claim(self, now: datetime) -> list[Job]:
         with self.sessions.begin() as session:
@@ -154,6 +158,7 @@ class Deliverer:
             if not payloads:
                 continue
             outcome = await notifier.resend(payloads)
+            metrics.RESENDS.labels(name, "ok" if outcome.ok else "error").inc()
             if not outcome.ok:
                 log.warning("re-sending firing alerts failed",
                             extra={"notifier": name, "error": outcome.error})

@@ -109,6 +109,131 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _feed_or_fail(session, ref: str):  # type: ignore[no-untyped-def]
+    from monitor.db import queries
+
+    feed = queries.find_feed(session, ref)
+    if feed is None:
+        print(f"storywatch: no feed {ref!r} (give an id or a URL)", file=sys.stderr)
+    return feed
+
+
+def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from monitor.config import parse_duration
+    from monitor.db import queries
+
+    try:
+        interval = parse_duration(args.interval) if args.interval else None
+    except ValueError as exc:
+        print(f"storywatch: --interval: {exc}", file=sys.stderr)
+        return 2
+    with _session(settings) as session, session.begin():
+        feed = queries.upsert_feed(session, args.url, args.name or args.url, args.tag or [],
+                                   interval, True, datetime.now(UTC))
+        print(f"feed {feed.id}: {feed.url}")
+    return 0
+
+
+def cmd_feeds_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.db import queries
+
+    with _session(settings) as session, session.begin():
+        feed = _feed_or_fail(session, args.feed)
+        if feed is None:
+            return 1
+        queries.delete_feed(session, feed)
+        print(f"removed feed {feed.id}: {feed.url}")
+    return 0
+
+
+def _set_enabled(args: argparse.Namespace, settings: Settings, enabled: bool) -> int:
+    from datetime import UTC, datetime
+
+    with _session(settings) as session, session.begin():
+        feed = _feed_or_fail(session, args.feed)
+        if feed is None:
+            return 1
+        feed.enabled = enabled
+        feed.state = "active" if enabled else "disabled"
+        if enabled:
+            feed.consecutive_failures, feed.first_failure_at = 0, None
+            feed.next_check_at = datetime.now(UTC)
+        print(f"feed {feed.id} {'enabled' if enabled else 'disabled'}: {feed.url}")
+    return 0
+
+
+def cmd_feeds_enable(args: argparse.Namespace, settings: Settings) -> int:
+    return _set_enabled(args, settings, True)
+
+
+def cmd_feeds_disable(args: argparse.Namespace, settings: Settings) -> int:
+    return _set_enabled(args, settings, False)
+
+
+def cmd_feeds_show(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.db.models import Host
+
+    with _session(settings) as session:
+        f = _feed_or_fail(session, args.feed)
+        if f is None:
+            return 1
+        host = session.get(Host, f.host)
+        rows = [
+            ("id", f.id), ("url", f.url), ("original url", f.original_url),
+            ("name", f.name), ("tags", ", ".join(map(str, f.tags)) or None),
+            ("state", f.state), ("enabled", "yes" if f.enabled else "no"),
+            ("last status", f.last_status), ("last outcome", f.last_outcome),
+            ("last error", f.last_error), ("last checked", _when(f.last_checked_at)),
+            ("last success", _when(f.last_success_at)), ("next check", _when(f.next_check_at)),
+            ("failures", f"{f.consecutive_failures}"
+             + (f" since {_when(f.first_failure_at)}" if f.first_failure_at else "")),
+            ("interval", f"{f.poll_interval:g}s" if f.poll_interval else None),
+            ("host held until", _when(host.retry_after_until)
+             if host and host.retry_after_until else None),
+        ]
+        for label, value in rows:
+            print(f"{label + ':':17} {'-' if value is None else value}")
+    return 0
+
+
+def cmd_feeds_import(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from monitor.db import queries
+    from monitor.feeds.opml import OpmlError, parse_opml
+
+    try:
+        feeds = parse_opml(Path(args.file).read_bytes())
+    except OSError as exc:
+        print(f"storywatch: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except OpmlError as exc:
+        print(f"storywatch: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    with _session(settings) as session, session.begin():
+        for f in feeds:
+            queries.upsert_feed(session, f.url, f.title or f.url, list(f.tags), None, True, now)
+    print(f"imported {len(feeds)} feeds from {args.file}")
+    return 0
+
+
+def cmd_feeds_export(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.db import queries
+    from monitor.feeds.opml import OpmlFeed, to_opml
+
+    with _session(settings) as session:
+        data = to_opml(OpmlFeed(f.url, f.name, tuple(map(str, f.tags)))
+                       for f in queries.list_feeds(session))
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(data)
+    else:
+        Path(args.output).write_bytes(data)
+    return 0
+
+
 def cmd_stories_list(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.db import queries
 
@@ -250,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("upgrade", cmd_db_upgrade, "bring the database to the newest migration", db)
     feeds = sub.add_parser("feeds", help="feeds").add_subparsers(dest="feeds", required=True)
     add("list", cmd_feeds_list, "list feeds and their health", feeds)
+    fa = add("add", cmd_feeds_add, "add a feed (or update its name and tags)", feeds)
+    fa.add_argument("url")
+    fa.add_argument("--name")
+    fa.add_argument("--tag", action="append", help="a tag (repeatable)")
+    fa.add_argument("--interval", help="poll interval such as 30m (default: adaptive)")
+    for name, handler, help_ in (
+            ("remove", cmd_feeds_remove, "remove a feed and its entries"),
+            ("enable", cmd_feeds_enable, "enable a feed and poll it now"),
+            ("disable", cmd_feeds_disable, "stop polling a feed"),
+            ("show", cmd_feeds_show, "show a feed's health: status, error, next check")):
+        add(name, handler, help_, feeds).add_argument("feed", help="feed id or URL")
+    add("import", cmd_feeds_import, "import feeds from an OPML file",
+        feeds).add_argument("file")
+    add("export", cmd_feeds_export, "export feeds as OPML", feeds).add_argument(
+        "-o", "--output", help="file to write (default: standard output)")
     stories = sub.add_parser("stories", help="stories").add_subparsers(dest="stories",
                                                                        required=True)
     sl = add("list", cmd_stories_list, "list recent stories", stories)

@@ -7,12 +7,14 @@ Strings may contain `${ENV_VAR}`; any key `foo_file: PATH` is replaced by
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -59,18 +61,41 @@ class FeedConfig(_Model):
     enabled: bool = True
 
 
+def _network(value: str) -> str:
+    ipaddress.ip_network(value, strict=False)  # raises ValueError with a clear message
+    return value
+
+
 class PollingConfig(_Model):
     default_interval: Duration = 900.0
-    min_interval: Duration = 60.0
+    min_interval: Duration = 900.0
     max_interval: Duration = 86400.0
     timeout: Duration = 30.0
     max_body_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
+    """Cap on a body after decompression."""
+    max_download_bytes: int | None = Field(default=None, gt=0)
+    """Cap on bytes read from the network (default: max_body_bytes)."""
+    max_redirects: int = Field(default=5, ge=0)
     concurrency: int = Field(default=20, gt=0)
     dispatch_interval: Duration = 1.0
     lease: Duration = 300.0
-    user_agent: str = "Storywatch/{version} (+https://github.com/storywatch/storywatch)"
+    contact: str = "https://github.com/storywatch/storywatch"
+    """Where site operators can reach you; part of the User-Agent."""
+    user_agent: str = "Storywatch/{version} (+{contact})"
     retry_failed_after: Duration = 300.0
     max_backoff: Duration = 86400.0
+    host_concurrency: int = Field(default=2, gt=0)
+    host_spacing: Duration = 1.0
+    """Minimum seconds between two request starts to one host."""
+    allowed_networks: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=list)
+    """Private/loopback/link-local networks feeds may resolve to (refused by default)."""
+    parse_workers: int = Field(default=0, ge=0)
+    """Parser processes (0: one per CPU)."""
+    parse_timeout: Duration = 30.0
+    suspend_after_failures: int = Field(default=10, gt=0)
+    suspend_after: Duration = 7 * 86400.0
+    suspended_retry: Duration = 7 * 86400.0
 
 
 class StoriesConfig(_Model):

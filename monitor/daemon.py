@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -39,8 +40,11 @@ from monitor.db.engine import (
     upgrade,
 )
 from monitor.feeds import fetch
-from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
+from monitor.feeds.guard import AddressGuard
+from monitor.feeds.hosts import HostGate
+from monitor.feeds.parse import FeedParseError, ParsedFeed
 from monitor.feeds.schedule import Policy
+from monitor.feeds.worker import ParsePool
 from monitor.ingest import Ingestor, IngestReport
 from monitor.rules.engine import RuleSet
 from monitor.rules.schema import RuleErrors
@@ -51,10 +55,22 @@ from monitor.web import WebServer
 
 log = logging.getLogger(__name__)
 
-PARSE_TIMEOUT = 30.0
 STOP_GRACE = 20.0
 
 ReportHook = Callable[[str, IngestReport], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed feed: what its poll needs, detached from the database session."""
+
+    feed_id: int
+    url: str
+    host: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    due: datetime
 
 
 class StartupError(Exception):
@@ -79,7 +95,14 @@ class Daemon:
         self._lock: IO[str] | None = None
         p = settings.polling
         self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
-                             p.retry_failed_after, p.max_backoff)
+                             p.retry_failed_after, p.max_backoff, p.suspend_after_failures,
+                             p.suspend_after, p.suspended_retry)
+        self.limits = fetch.Limits(p.max_body_bytes, p.max_download_bytes or p.max_body_bytes,
+                                   p.timeout, p.max_redirects)
+        self.guard = AddressGuard(p.allowed_networks)
+        self.hosts = HostGate(p.host_concurrency, p.host_spacing)
+        self.parsers = ParsePool(p.parse_workers or os.cpu_count() or 1, p.parse_timeout)
+        self._restarts_seen = 0
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
                                  self.policy)
@@ -137,7 +160,7 @@ class Daemon:
 
     # -- ticks -------------------------------------------------------------------
     async def dispatch(self) -> None:
-        """Claim due feeds up to the concurrency limit and start polling them."""
+        """Claim due feeds up to the concurrency limits and start polling them."""
         self._last_tick = time.monotonic()
         metrics.SCHEDULER_LAST_TICK.set(time.time())
         _test_freeze_hook()
@@ -146,59 +169,69 @@ class Daemon:
             return
         now = datetime.now(UTC)
         try:
-            claimed = await asyncio.to_thread(self._claim, now, free)
+            claimed, lag = await asyncio.to_thread(self._claim, now, free)
         except Exception:
             metrics.DB_ERRORS.labels("claim").inc()
             log.exception("claiming due feeds failed")
             return
-        for feed_id, url, etag, last_modified, due in claimed:
-            metrics.SCHEDULE_LAG.set(max(0.0, (now - due).total_seconds()))
-            task = asyncio.create_task(self._poll(feed_id, url, etag, last_modified))
-            self._inflight[feed_id] = task
-            task.add_done_callback(functools.partial(self._finished, feed_id))
+        metrics.SCHEDULE_LAG.set(lag)
+        for job in claimed:
+            metrics.POLL_DELAY.observe(max(0.0, (now - job.due).total_seconds()))
+            self.hosts.reserve(job.host)
+            task = asyncio.create_task(self._poll(job))
+            self._inflight[job.feed_id] = task
+            task.add_done_callback(functools.partial(self._done, job))
 
-    def _finished(self, feed_id: int, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(feed_id, None)
+    def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(job.feed_id, None)
+        self.hosts.release(job.host)
 
-    def _claim(self, now: datetime, limit: int) -> list[tuple[int, str, str | None,
-                                                               str | None, datetime]]:
+    def _claim(self, now: datetime, limit: int) -> tuple[list[Job], float]:
+        """Lease due feeds (per-host room permitting); also how overdue the backlog is."""
         with self.sessions.begin() as session:
             feeds = queries.claim_due_feeds(session, self.owner, now, limit,
-                                            timedelta(seconds=self.settings.polling.lease))
-            return [(f.id, f.url, f.etag, f.last_modified, f.next_check_at) for f in feeds]
+                                            timedelta(seconds=self.settings.polling.lease),
+                                            self.hosts.room)
+            jobs = [Job(f.id, f.url, f.host, f.etag, f.last_modified, f.body_hash,
+                        f.next_check_at) for f in feeds]
+            oldest = queries.oldest_due(session, now)
+        due = [j.due for j in jobs] + ([oldest] if oldest else [])
+        return jobs, max((max(0.0, (now - d).total_seconds()) for d in due), default=0.0)
 
-    async def _poll(self, feed_id: int, url: str, etag: str | None,
-                    last_modified: str | None) -> None:
-        p = self.settings.polling
-        result = await fetch.fetch(self.client, fetch.FetchRequest(url, etag, last_modified),
-                                   max_bytes=p.max_body_bytes, deadline=p.timeout)
+    async def _poll(self, job: Job) -> None:
+        await self.hosts.wait_turn(job.host)
+        result = await fetch.fetch(self.client, fetch.FetchRequest(job.url, job.etag,
+                                                                   job.last_modified),
+                                   self.limits, self.guard)
         parsed: ParsedFeed | None = None
         parse_error: str | None = None
-        if result.outcome == fetch.OK and result.body is not None:
-            metrics.FETCH_BYTES.observe(len(result.body))
-            try:
-                parsed = await asyncio.wait_for(
-                    asyncio.to_thread(parse, result.body, result.content_type), PARSE_TIMEOUT)
-            except FeedParseError as exc:
-                parse_error = str(exc)
-            except TimeoutError:
-                parse_error = f"parsing took longer than {PARSE_TIMEOUT:g}s"
-            except Exception as exc:
-                parse_error = f"parser failed: {type(exc).__name__}: {exc}"
+        body = result.body
+        if result.outcome == fetch.OK and body is not None:
+            metrics.FETCH_BYTES.observe(len(body))
+            if result.body_hash == job.body_hash:
+                # Same bytes as last time without a 304: nothing to parse.
+                result = replace(result, outcome=fetch.NOT_MODIFIED, body=None)
+            else:
+                try:
+                    parsed = await self.parsers.parse(body, result.content_type)
+                except FeedParseError as exc:
+                    parse_error = str(exc)
+                metrics.PARSER_RESTARTS.inc(self.parsers.replaced - self._restarts_seen)
+                self._restarts_seen = self.parsers.replaced
         outcome = fetch.PARSE_ERROR if parse_error else result.outcome
         metrics.FETCHES.labels(outcome).inc()
         metrics.FETCH_DURATION.observe(result.duration)
         if outcome != result.outcome or result.failed:
-            log.warning("feed fetch failed", extra={"feed_id": feed_id, "outcome": outcome,
+            log.warning("feed fetch failed", extra={"feed_id": job.feed_id, "outcome": outcome,
                                                     "error": parse_error or result.error})
         try:
             async with self._ingest_lock:
-                report = await asyncio.to_thread(self.ingestor.apply, feed_id, result, parsed,
-                                                 parse_error, datetime.now(UTC))
+                report = await asyncio.to_thread(self.ingestor.apply, job.feed_id, result,
+                                                 parsed, parse_error, datetime.now(UTC))
         except Exception:
             log.exception("storing a fetch failed; will retry the feed",
-                          extra={"feed_id": feed_id})
-            await asyncio.to_thread(self._defer_quietly, feed_id)
+                          extra={"feed_id": job.feed_id})
+            await asyncio.to_thread(self._defer_quietly, job.feed_id)
             return
         if not result.failed and not parse_error:
             metrics.LAST_SUCCESSFUL_POLL.set(time.time())
@@ -208,7 +241,7 @@ class Daemon:
                 metrics.ENTRIES.labels(kind).inc(n)
         metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
         if self.on_report:
-            self.on_report(url, report)
+            self.on_report(job.url, report)
 
     def _defer_quietly(self, feed_id: int) -> None:
         try:
@@ -259,6 +292,7 @@ class Daemon:
     def _refresh_gauges(self, now: datetime) -> None:
         with self.sessions() as session:
             states = queries.feeds_by_state(session)
+            metrics.HOSTS_HELD.set(queries.held_hosts(session, now))
             pending, age, dead = queries.outbox_stats(session, now)
             self._counts = queries.counts(session)
             alerts = queries.alerts_by_state(session)
@@ -319,7 +353,9 @@ class Daemon:
         except StartupError as exc:
             self.sd.send(f"STATUS=cannot start: {str(exc).splitlines()[0]}")
             raise
-        user_agent = self.settings.polling.user_agent.format(version=__version__)
+        p = self.settings.polling
+        user_agent = p.user_agent.format(version=__version__, contact=p.contact)
+        await self.parsers.start()
         self.client = httpx.AsyncClient(
             headers={"User-Agent": user_agent}, follow_redirects=True, max_redirects=5,
             timeout=httpx.Timeout(self.settings.polling.timeout, connect=10.0),
@@ -370,6 +406,7 @@ class Daemon:
             if web:
                 await web.stop()
             await self.client.aclose()
+            await self.parsers.close()
             self.engine.dispose()
             if self._lock:
                 self._lock.close()

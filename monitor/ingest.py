@@ -19,9 +19,16 @@ from monitor import metrics
 from monitor.alerts.outbox import raise_or_update
 from monitor.db import queries
 from monitor.db.models import Feed, Story
-from monitor.feeds import fetch
+from monitor.feeds import fetch, identity
+from monitor.feeds.hosts import host_of
 from monitor.feeds.parse import ParsedFeed
-from monitor.feeds.schedule import Policy, interval_for, next_check
+from monitor.feeds.schedule import (
+    Policy,
+    interval_for,
+    next_check,
+    publish_interval,
+    should_suspend,
+)
 from monitor.rules.engine import RuleSet
 from monitor.rules.match import StoryView
 from monitor.stories.cluster import Doc, StoryIndex
@@ -101,13 +108,12 @@ class Ingestor:
         if feed is None:
             return report
         outcome = fetch.PARSE_ERROR if parse_error else result.outcome
-        self._update_feed(feed, result, outcome, parse_error, parsed, now)
+        self._update_feed(session, feed, result, outcome, parse_error, parsed, now)
         if parsed is None:
             return report
         touched: dict[int, Story] = {}
         new_sources: set[int] = set()
-        for item in normalise(parsed.entries, now):
-            stored = queries.store_entry(session, feed.id, item, now)
+        for stored in self._identify(session, feed, parsed, now, report):
             if stored.updated:
                 report.updated += 1
             if not stored.new:
@@ -167,36 +173,100 @@ class Ingestor:
                 else:
                     metrics.SUPPRESSIONS.labels("unchanged").inc()
 
-    def _update_feed(self, feed: Feed, result: fetch.FetchResult, outcome: str,
-                     parse_error: str | None, parsed: ParsedFeed | None, now: datetime) -> None:
+    def _identify(self, session: Session, feed: Feed, parsed: ParsedFeed, now: datetime,
+                  report: IngestReport) -> list[queries.StoredEntry]:
+        """Store each item once: new entries, updates, and pruned ones skipped (tombstones)."""
+        items = normalise(parsed.entries, now)
+        known = queries.known_keys(session, feed.id, (k for i in items for _, k in i.keys))
+        plan = identity.resolve(items, known, feed.identity_level, feed.identity_strikes)
+        if plan.level != feed.identity_level:
+            log.warning("feed identity keys proved unstable; using the next kind of key",
+                        extra={"feed_id": feed.id, "level": plan.level})
+        feed.identity_level, feed.identity_strikes = plan.level, plan.strikes
+        queries.mark_ambiguous(session, feed.id, plan.ambiguous)
+        stored: list[queries.StoredEntry] = []
+        index: list[tuple[int, tuple[str, ...]]] = []
+        for d in plan.decisions:
+            if d.tombstone:
+                report.duplicate += 1
+                continue
+            row = queries.store_entry(session, feed.id, d.item, d.key, d.entry_id, now)
+            stored.append(row)
+            index.append((row.entry.id, d.keys))
+        queries.remember_keys(session, feed.id, index)
+        return stored
+
+    def _update_feed(self, session: Session, feed: Feed, result: fetch.FetchResult,
+                     outcome: str, parse_error: str | None, parsed: ParsedFeed | None,
+                     now: datetime) -> None:
         feed.last_checked_at = now
         feed.last_status = result.status
         feed.last_outcome = outcome
         feed.lease_owner = None
         feed.lease_expires_at = None
+        policy = self.policy
         failed = outcome not in (fetch.OK, fetch.NOT_MODIFIED)
-        if failed:
+        if outcome == fetch.RATE_LIMITED:
+            # The host asked everyone to wait: not the feed's failure, the host's hold.
+            hold = result.retry_after if result.retry_after is not None else \
+                policy.retry_failed_after
+            queries.hold_host(session, feed.host,
+                              now + timedelta(seconds=min(hold, policy.suspended_retry)),
+                              result.status, now)
+            feed.last_error = result.error
+        elif failed:
             feed.consecutive_failures += 1
             feed.first_failure_at = feed.first_failure_at or now
             feed.last_error = parse_error or result.error
-            feed.state = "failing"
+            feed.state = "blocked" if outcome == fetch.BLOCKED else "failing"
         else:
             feed.consecutive_failures = 0
             feed.first_failure_at = None
             feed.last_error = None
             feed.last_success_at = now
             feed.state = "active"
-            if result.outcome == fetch.OK:
-                feed.etag = result.etag
-                feed.last_modified = result.last_modified
+            feed.etag = result.etag or (feed.etag if outcome == fetch.NOT_MODIFIED else None)
+            feed.last_modified = result.last_modified or (
+                feed.last_modified if outcome == fetch.NOT_MODIFIED else None)
+            feed.body_hash = result.body_hash or feed.body_hash
+            self._follow_redirect(session, feed, result)
+        suspended = (failed and outcome != fetch.RATE_LIMITED
+                     and should_suspend(policy, feed.consecutive_failures,
+                                        feed.first_failure_at, now))
+        if suspended:
+            feed.state = "suspended"
         if outcome == fetch.GONE:
             feed.state, feed.enabled = "gone", False
-        elif outcome == fetch.BLOCKED:
-            feed.state = "blocked"
-        interval = interval_for(self.policy, feed.interval_seconds,
-                                parsed.ttl_seconds if parsed else None)
-        feed.next_check_at = next_check(self.policy, now, outcome, feed.consecutive_failures,
-                                        interval, result.retry_after)
+        if parsed is not None:
+            adaptive = publish_interval(e.published for e in parsed.entries if e.published)
+            feed.poll_interval = interval_for(policy, feed.interval_seconds, adaptive,
+                                              (parsed.ttl_seconds, result.fresh_for))
+            interval = feed.poll_interval
+        else:
+            base = feed.poll_interval if feed.poll_interval is not None else \
+                feed.interval_seconds
+            interval = interval_for(policy, base, None, (result.fresh_for,))
+        feed.next_check_at = next_check(policy, now, outcome, feed.consecutive_failures,
+                                        interval, result.retry_after, suspended)
+
+    @staticmethod
+    def _follow_redirect(session: Session, feed: Feed, result: fetch.FetchResult) -> None:
+        """Adopt a permanent redirect's target only once it has been seen twice in a row."""
+        target = result.final_url
+        if not result.permanent_redirect or not target or target == feed.url:
+            feed.redirect_candidate, feed.redirect_seen = None, 0
+            return
+        if feed.redirect_candidate != target:
+            feed.redirect_candidate, feed.redirect_seen = target, 1
+            return
+        feed.redirect_seen += 1
+        if queries.url_taken(session, target, feed.id):
+            return
+        log.info("feed moved permanently; adopting its new URL",
+                 extra={"feed_id": feed.id, "url": target})
+        feed.original_url = feed.original_url or feed.url
+        feed.url, feed.host = target, host_of(target)
+        feed.redirect_candidate, feed.redirect_seen = None, 0
 
     def defer(self, feed_id: int, now: datetime, seconds: float) -> None:
         """Release a claimed feed after an internal error, without losing its state."""

@@ -34,12 +34,20 @@ FETCH_BYTES = Histogram(
     "storywatch_feed_fetch_size_bytes", "Size of fetched feed bodies.", registry=REGISTRY,
     buckets=(1e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1.5e7))
 SCHEDULE_LAG = Gauge("storywatch_schedule_lag_seconds",
-                     "How late the most overdue claimed feed was when claimed.",
+                     "How overdue the most overdue feed is (0 when the daemon keeps up).",
                      registry=REGISTRY)
+POLL_DELAY = Histogram(
+    "storywatch_feed_poll_delay_seconds", "How late each feed was when its poll started.",
+    registry=REGISTRY, buckets=(0.5, 1, 5, 15, 60, 300, 900, 3600))
+HOSTS_HELD = Gauge("storywatch_hosts_held", "Hosts we wait for because of Retry-After.",
+                   registry=REGISTRY)
+PARSER_RESTARTS = Counter("storywatch_parser_restarts_total",
+                          "Parser processes killed for overrunning their time limit or dying.",
+                          registry=REGISTRY)
 LAST_SUCCESSFUL_POLL = Gauge("storywatch_last_successful_poll_timestamp_seconds",
                              "Unix time of the last fetch that succeeded.", registry=REGISTRY)
 FEEDS = Gauge("storywatch_feeds", "Feeds by state.", ["state"], registry=REGISTRY)
-FEED_STATES = ("active", "failing", "disabled", "gone", "blocked")
+FEED_STATES = ("active", "failing", "suspended", "disabled", "gone", "blocked")
 
 ENTRIES = Counter("storywatch_entries_total", "Entries seen, by kind.", ["kind"],
                   registry=REGISTRY)

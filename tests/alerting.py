@@ -55,7 +55,7 @@ class Outbox:
                        f"{source} on {story.title}", None, f"{source} report {n}",
                        published=self.now - timedelta(minutes=50 - n))
         (item,) = normalise([raw], self.now)
-        entry = queries.store_entry(session, feed.id, item, self.now).entry
+        entry = queries.store_entry(session, feed.id, item, item.key, None, self.now).entry
         queries.add_member(session, story, entry, source, 1.0, "cluster", {}, self.now)
 
     def fire(self, story_id: int, notifiers: list[str], rule: Rule = RULE,

@@ -71,7 +71,8 @@ def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, server: S
     write_config(tmp_path, {
         "rules_dir": "rules",
         "feeds": [{"url": server.url("/f.xml"), "name": "F", "interval": 0.3}],
-        "polling": {"min_interval": 0.2, "dispatch_interval": 0.2},
+        "polling": {"min_interval": 0.2, "dispatch_interval": 0.2,
+                    "allowed_networks": ["127.0.0.0/8"]},
         "notifiers": {"out": {"type": "console"}},
         "metrics": {"listen": f"127.0.0.1:{port}"},
     })

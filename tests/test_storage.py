@@ -39,10 +39,12 @@ def test_an_entry_is_stored_once_and_changes_are_updates(tmp_path: Path) -> None
     with sessions.begin() as session:
         feed = queries.upsert_feed(session, "https://a.example/feed", "A", [], None, True, NOW)
         (entry,) = normalise([raw], NOW)
-        first = queries.store_entry(session, feed.id, entry, NOW)
-        again = queries.store_entry(session, feed.id, entry, NOW)
+        first = queries.store_entry(session, feed.id, entry, entry.key, None, NOW)
+        # Which stored entry an item is gets decided by monitor.feeds.identity.
+        again = queries.store_entry(session, feed.id, entry, entry.key, first.entry.id, NOW)
         (edited,) = normalise([changed], NOW)
-        update = queries.store_entry(session, feed.id, edited, NOW)
+        update = queries.store_entry(session, feed.id, edited, edited.key, first.entry.id,
+                                     NOW)
     assert (first.new, again.new, again.updated) == (True, False, False)
     assert (update.new, update.updated, update.entry.revision) == (False, True, 2)
     assert update.entry.id == first.entry.id

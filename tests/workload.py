@@ -41,7 +41,9 @@ class Workload:
         feeds += [{"url": self.feeds.url(p), "interval": 2} for p in ("/broken.xml", "/gone.xml")]
         config = write_config(tmp, {
             "state_dir": str(tmp), "rules_dir": str(ROOT / "rules"), "feeds": feeds,
-            "polling": {"min_interval": 0.2, "dispatch_interval": 0.2, "retry_failed_after": 1},
+            "polling": {"min_interval": 0.2, "dispatch_interval": 0.2, "retry_failed_after": 1,
+                        "allowed_networks": ["127.0.0.0/8"], "host_spacing": 0,
+                        "host_concurrency": 20},
             "delivery": {"interval": 0.2, "backoff_initial": 0.2, "backoff_max": 0.5,
                          "max_attempts": 3},
             "notifiers": {"hook": {"type": "webhook", "url": self.receiver.url("/hook")},

@@ -1,7 +1,7 @@
 """delivery: dead-letter bookkeeping and per-alert notifier threads
 
 Revision ID: 0003_delivery
-Revises: 0001
+Revises: 0002_polling
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import monitor.db.models
 from alembic import op
 
 revision: str = "0003_delivery"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_polling"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

@@ -75,7 +75,7 @@ class Feed(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
     state: Mapped[str] = mapped_column(String(20), default="active")
-    """active | failing | disabled | gone | blocked"""
+    """active | failing | suspended | disabled | gone | blocked"""
     interval_seconds: Mapped[float | None] = mapped_column(Float)
     next_check_at: Mapped[datetime]
     last_checked_at: Mapped[datetime | None]
@@ -91,8 +91,49 @@ class Feed(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    host: Mapped[str] = mapped_column(String(255), default="", index=True)
+    """Politeness unit: per-host concurrency, spacing and `Retry-After` apply here."""
+    original_url: Mapped[str | None] = mapped_column(String(2048))
+    """The URL as first added, kept after a permanent redirect is adopted."""
+    redirect_candidate: Mapped[str | None] = mapped_column(String(2048))
+    redirect_seen: Mapped[int] = mapped_column(default=0)
+    poll_interval: Mapped[float | None] = mapped_column(Float)
+    """The interval last chosen (adaptive, raised by cache hints), reused on 304s."""
+    identity_level: Mapped[int] = mapped_column(default=0)
+    """Lowest identity key kind trusted: 0 GUID, 1 link, 2 title+date, 3 title+content."""
+    identity_strikes: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (Index("ix_feeds_due", "enabled", "next_check_at"),)
+
+
+class Host(Base):
+    """Per-host politeness state that must survive restarts (`Retry-After`)."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    retry_after_until: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    updated_at: Mapped[datetime]
+
+
+class EntryKey(Base):
+    """Every identity key an entry was seen under; outlives the entry (tombstone).
+
+    `entry_id` NULL with `ambiguous` false is a tombstone of a pruned entry;
+    `ambiguous` marks a key the feed used for several items (never trusted).
+    """
+
+    __tablename__ = "entry_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id", ondelete="SET NULL"),
+                                                 index=True)
+    ambiguous: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (UniqueConstraint("feed_id", "key", name="uq_entry_keys_feed_key"),)
 
 
 class Entry(Base):

@@ -6,12 +6,12 @@ the caller so that a story change and the alert it raises commit together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -21,21 +21,29 @@ from monitor.db.models import (
     AlertThread,
     Delivery,
     Entry,
+    EntryKey,
     Feed,
+    Host,
     Story,
     StoryMember,
 )
+from monitor.feeds.hosts import host_of
+from monitor.feeds.identity import Known
 from monitor.stories.normalise import NormalisedEntry
+
+_IN_CHUNK = 500
 
 
 # -- feeds ---------------------------------------------------------------------
 def upsert_feed(session: Session, url: str, name: str, tags: list[str],
                 interval: float | None, enabled: bool, now: datetime) -> Feed:
     """Create the feed or update its configured fields (fetch state is kept)."""
-    feed = session.scalar(select(Feed).where(Feed.url == url))
+    feed = session.scalar(select(Feed).where(or_(Feed.url == url, Feed.original_url == url))
+                          .order_by(Feed.id).limit(1))
     if feed is None:
         feed = Feed(url=url, name=name, tags=tags, interval_seconds=interval, enabled=enabled,
-                    next_check_at=now, created_at=now, consecutive_failures=0, state="active")
+                    next_check_at=now, created_at=now, consecutive_failures=0, state="active",
+                    host=host_of(url), redirect_seen=0, identity_level=0, identity_strikes=0)
         session.add(feed)
     else:
         feed.name, feed.tags, feed.interval_seconds = name, tags, interval
@@ -49,26 +57,83 @@ def upsert_feed(session: Session, url: str, name: str, tags: list[str],
 
 
 def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
-                    lease: timedelta) -> list[Feed]:
-    """Lease up to `limit` due feeds, oldest due first.
+                    lease: timedelta, room: Callable[[str], int] | None = None) -> list[Feed]:
+    """Lease up to `limit` due feeds, oldest due first, skipping held hosts.
 
+    Hosts that sent `Retry-After` are skipped until it passes; `room(host)`
+    says how many more fetches a host may take now (the per-host cap).
     `FOR UPDATE SKIP LOCKED` lets several instances claim disjoint sets on
     PostgreSQL; SQLite ignores it (one process owns an SQLite database).
     """
     stmt = (
         select(Feed)
+        .outerjoin(Host, Host.host == Feed.host)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
-               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now))
+               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now),
+               or_(Host.retry_after_until.is_(None), Host.retry_after_until <= now))
         .order_by(Feed.next_check_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        .limit(limit * 4 if room else limit)
+        .with_for_update(skip_locked=True, of=Feed)
     )
-    feeds = list(session.scalars(stmt))
-    for feed in feeds:
+    left: dict[str, int] = {}
+    feeds: list[Feed] = []
+    for feed in session.scalars(stmt):
+        if room is not None:
+            left.setdefault(feed.host, room(feed.host))
+            if left[feed.host] <= 0:
+                continue
+            left[feed.host] -= 1
         feed.lease_owner = owner
         feed.lease_expires_at = now + lease
+        feeds.append(feed)
+        if len(feeds) >= limit:
+            break
     session.flush()
     return feeds
+
+
+def oldest_due(session: Session, now: datetime) -> datetime | None:
+    """When the most overdue unclaimed feed was due: the schedule lag's source."""
+    return session.scalar(
+        select(func.min(Feed.next_check_at))
+        .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
+               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now)))
+
+
+def hold_host(session: Session, host: str, until: datetime, status: int | None,
+              now: datetime) -> None:
+    """Record a host's `Retry-After`; a later hold never shortens an earlier one."""
+    row = session.get(Host, host)
+    if row is None:
+        session.add(Host(host=host, retry_after_until=until, last_status=status, updated_at=now))
+    else:
+        if row.retry_after_until is None or row.retry_after_until < until:
+            row.retry_after_until = until
+        row.last_status, row.updated_at = status, now
+    session.flush()
+
+
+def held_hosts(session: Session, now: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Host)
+                          .where(Host.retry_after_until > now)) or 0
+
+
+def url_taken(session: Session, url: str, feed_id: int) -> bool:
+    return session.scalar(select(Feed.id).where(Feed.url == url, Feed.id != feed_id)
+                          .limit(1)) is not None
+
+
+def find_feed(session: Session, ref: str) -> Feed | None:
+    """A feed by id or by (current or original) URL."""
+    if ref.isdigit():
+        return session.get(Feed, int(ref))
+    return session.scalar(select(Feed).where(or_(Feed.url == ref, Feed.original_url == ref))
+                          .order_by(Feed.id).limit(1))
+
+
+def delete_feed(session: Session, feed: Feed) -> None:
+    """Delete a feed; its entries and keys go with it (ON DELETE CASCADE)."""
+    session.execute(delete(Feed).where(Feed.id == feed.id))
 
 
 def release_leases(session: Session, owner: str) -> None:
@@ -88,33 +153,58 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def store_entry(session: Session, feed_id: int, e: NormalisedEntry,
-                fetched_at: datetime) -> StoredEntry:
-    """Insert an entry once per (feed, key); a changed body is an update, not a new entry."""
-    values = {
-        "feed_id": feed_id, "entry_key": e.key, "guid": e.guid, "url": e.url,
-        "canonical_url": e.canonical_url, "title": e.title, "summary": e.summary,
-        "content": e.text, "author": e.author, "tags": list(e.tags), "language": e.language,
-        "published_at": e.published, "event_at": e.event_at, "fetched_at": fetched_at,
-        "content_hash": e.content_hash, "revision": 1,
-    }
-    stmt = (_insert(session)(Entry).values(**values)
-            .on_conflict_do_nothing(index_elements=["feed_id", "entry_key"])
-            .returning(Entry.id))
-    new_id = session.scalar(stmt)
-    if new_id is not None:
-        entry = session.get(Entry, new_id)
-        assert entry is not None
-        return StoredEntry(entry, new=True, updated=False)
-    existing = session.scalar(select(Entry).where(Entry.feed_id == feed_id,
-                                                  Entry.entry_key == e.key))
-    assert existing is not None
-    if existing.content_hash == e.content_hash or existing.content is None:
-        return StoredEntry(existing, new=False, updated=False)
-    existing.title, existing.summary, existing.content = e.title, e.summary, e.text
-    existing.content_hash = e.content_hash
-    existing.revision += 1
-    return StoredEntry(existing, new=False, updated=True)
+def known_keys(session: Session, feed_id: int, keys: Iterable[str]) -> dict[str, Known]:
+    """What this feed's key index holds for `keys` (entries, tombstones, ambiguous keys)."""
+    wanted = sorted(set(keys))
+    out: dict[str, Known] = {}
+    for i in range(0, len(wanted), _IN_CHUNK):
+        rows = session.execute(select(EntryKey.key, EntryKey.entry_id, EntryKey.ambiguous)
+                               .where(EntryKey.feed_id == feed_id,
+                                      EntryKey.key.in_(wanted[i:i + _IN_CHUNK])))
+        for key, entry_id, ambiguous in rows:
+            out[key] = Known(entry_id, bool(ambiguous))
+    return out
+
+
+def remember_keys(session: Session, feed_id: int,
+                  entries: Iterable[tuple[int, Iterable[str]]]) -> None:
+    """Index entries under their keys; keys already known keep their entry."""
+    rows = [{"feed_id": feed_id, "key": k, "entry_id": entry_id, "ambiguous": False}
+            for entry_id, keys in entries for k in keys]
+    for i in range(0, len(rows), _IN_CHUNK):
+        session.execute(_insert(session)(EntryKey).values(rows[i:i + _IN_CHUNK])
+                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]))
+
+
+def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
+    """Keys a feed used for several items at once: never trusted again."""
+    rows = [{"feed_id": feed_id, "key": k, "entry_id": None, "ambiguous": True} for k in keys]
+    if rows:
+        stmt = _insert(session)(EntryKey).values(rows)
+        session.execute(stmt.on_conflict_do_update(index_elements=["feed_id", "key"],
+                                                   set_={"ambiguous": True}))
+
+
+def store_entry(session: Session, feed_id: int, e: NormalisedEntry, key: str,
+                entry_id: int | None, fetched_at: datetime) -> StoredEntry:
+    """Insert a new entry under `key`, or update entry `entry_id` when its content changed."""
+    if entry_id is not None:
+        existing = session.get(Entry, entry_id)
+        assert existing is not None
+        if existing.content_hash == e.content_hash or existing.content is None:
+            return StoredEntry(existing, new=False, updated=False)
+        existing.title, existing.summary, existing.content = e.title, e.summary, e.text
+        existing.content_hash = e.content_hash
+        existing.revision += 1
+        return StoredEntry(existing, new=False, updated=True)
+    entry = Entry(
+        feed_id=feed_id, entry_key=key, guid=e.guid, url=e.url,
+        canonical_url=e.canonical_url, title=e.title, summary=e.summary, content=e.text,
+        author=e.author, tags=list(e.tags), language=e.language, published_at=e.published,
+        event_at=e.event_at, fetched_at=fetched_at, content_hash=e.content_hash, revision=1)
+    session.add(entry)
+    session.flush()
+    return StoredEntry(entry, new=True, updated=False)
 
 
 # -- stories -------------------------------------------------------------------

@@ -33,7 +33,9 @@ def demo_settings(server: DemoFeedServer, state_dir: Path, poll: float) -> Setti
         rules_dir=str(shipped_rules_dir()),
         feeds=feeds,
         notifiers={"console": ConsoleNotifier(type="console")},
-        polling=PollingConfig(min_interval=0.5, dispatch_interval=0.5, retry_failed_after=2),
+        polling=PollingConfig(min_interval=0.5, dispatch_interval=0.5, retry_failed_after=2,
+                              allowed_networks=["127.0.0.0/8"], host_concurrency=20,
+                              host_spacing=0),
         metrics=MetricsConfig(listen="127.0.0.1:0"),
     )
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+
+_PROLOG_LIMIT = 1 << 20
+_DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL)
+_DOCTYPE_PLAIN = re.compile(rb"<!DOCTYPE[^\[>]*>")
 
 
 class FeedParseError(Exception):
@@ -59,9 +64,28 @@ def _time(struct: Any) -> datetime | None:
         return None
 
 
+def _defuse(body: bytes) -> bytes:
+    """Drop a DOCTYPE's internal subset, so no entity can expand ("billion laughs").
+
+    Undeclared entity references then stay literal text; feeds never need
+    their own entity declarations (a plain `<!DOCTYPE rss PUBLIC ...>` stays).
+    """
+    head = body[:_PROLOG_LIMIT]
+    start = head.find(b"<!DOCTYPE")
+    if start < 0:
+        return body
+    match = _DOCTYPE_SUBSET.match(head, start)
+    if match is not None:
+        return body[:match.start()] + body[match.end():]
+    if _DOCTYPE_PLAIN.match(head, start) is None:
+        raise FeedParseError("a DOCTYPE with an internal subset that is too large or malformed")
+    return body
+
+
 def _parse_xml(body: bytes) -> ParsedFeed:
     if not body.strip():
         raise FeedParseError("empty body")
+    body = _defuse(body)
     # Never let feedparser fetch anything itself: we hand it bytes only.
     doc = feedparser.parse(body, sanitize_html=True, resolve_relative_uris=False)
     version = doc.get("version") or ""

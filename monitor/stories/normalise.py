@@ -10,7 +10,8 @@ import hashlib
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -27,6 +28,7 @@ _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "hsa_", "oly_", "vero_", "__
 _MOBILE_HOST = re.compile(r"^(?:m|mobile|amp|www)\.")
 _AMP_PATH = re.compile(r"(?:/amp/?$|/amp(?=/)|\.amp(?=\.html?$|$))")
 _SPACE = re.compile(r"\s+")
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 _PAST_LIMIT = timedelta(days=365 * 20)
 
@@ -109,8 +111,9 @@ def clean_text(value: str | None) -> str:
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form used for matching and hashing."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    if text.isascii():
+        return text.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
 
 
 def content_hash(title: str, text: str) -> str:
@@ -122,6 +125,7 @@ def content_hash(title: str, text: str) -> str:
 @dataclass(frozen=True)
 class NormalisedEntry:
     key: str
+    keys: tuple[tuple[int, str], ...]
     guid: str | None
     url: str | None
     canonical_url: str | None
@@ -146,44 +150,57 @@ def event_time(published: datetime | None, updated: datetime | None,
     return min(when, fetched_at)
 
 
-def entry_key(guid: str | None, canonical: str | None, title: str, text: str,
-              published: datetime | None, duplicate_guids: frozenset[str] = frozenset()) -> str:
-    """Identity of an entry within its feed.
+GUID, LINK, TITLE_DATE, TITLE_TEXT = range(4)
+"""Identity key levels, most trusted first; a feed can be degraded to a later level."""
 
-    GUID when usable (not shared by several items of the same fetch), else the
-    canonical link, else a hash of title and date, else of title and text.
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def identity_keys(guid: str | None, canonical: str | None, title: str, text: str,
+                  published: datetime | None) -> tuple[tuple[int, str], ...]:
+    """Every identity key an entry has, as (level, key), most trusted first.
+
+    Built from the GUID, the link, title+date and title+text only, never from
+    stored bodies, so a key stays valid after its entry has been pruned.
     """
-    if guid and guid not in duplicate_guids:
-        return "g:" + guid[:290]
+    keys: list[tuple[int, str]] = []
+    if guid:
+        keys.append((GUID, "g:" + guid if len(guid) <= 290 else "g#" + _digest(guid)))
     if canonical:
-        return "u:" + hashlib.sha256(canonical.encode()).hexdigest()
-    basis = f"{title}\n{published.isoformat()}" if published else f"{title}\n{text}"
-    return "h:" + hashlib.sha256(basis.encode()).hexdigest()
+        keys.append((LINK, "u:" + _digest(canonical)))
+    if published:
+        keys.append((TITLE_DATE, "h:" + _digest(f"{title}\n{published.isoformat()}")))
+    keys.append((TITLE_TEXT, "h:" + _digest(f"{title}\n{text}")))
+    return tuple(keys)
 
 
 def normalise(entries: list[RawEntry], fetched_at: datetime) -> list[NormalisedEntry]:
-    """Normalise one fetch's entries; identities are unique within the result."""
-    seen_guids: dict[str, int] = {}
-    for raw in entries:
-        if raw.guid:
-            seen_guids[raw.guid] = seen_guids.get(raw.guid, 0) + 1
-    shared = frozenset(g for g, n in seen_guids.items() if n > 1)
+    """Normalise one fetch's entries, dropping exact repeats within the fetch.
+
+    `key` skips keys several items of this fetch share (a feed that repeats
+    one GUID for every item); `keys` keeps them all for the identity resolver.
+    """
     out: list[NormalisedEntry] = []
-    keys: set[str] = set()
+    seen: set[tuple[tuple[int, str], ...]] = set()
     for raw in entries:
         title = clean_text(raw.title).replace("\n", " ")
         body = clean_text(raw.content or raw.summary)
         canonical = canonical_url(raw.link)
-        key = entry_key(raw.guid, canonical, title, body, raw.published, shared)
-        if key in keys:
+        keys = identity_keys(raw.guid, canonical, title, body, raw.published)
+        if keys in seen:
             continue
-        keys.add(key)
+        seen.add(keys)
         out.append(NormalisedEntry(
-            key=key, guid=raw.guid, url=raw.link, canonical_url=canonical, title=title,
-            text=body, summary=clean_text(raw.summary) or None, content=raw.content,
-            author=raw.author, tags=raw.tags, language=raw.language,
+            key=keys[0][1], keys=keys, guid=raw.guid, url=raw.link, canonical_url=canonical,
+            title=title, text=body, summary=clean_text(raw.summary) or None,
+            content=raw.content, author=raw.author, tags=raw.tags, language=raw.language,
             published=raw.published or raw.updated,
             event_at=event_time(raw.published, raw.updated, fetched_at),
             content_hash=content_hash(title, body),
         ))
-    return out
+    counts = Counter(k for e in out for _, k in e.keys)
+    shared = frozenset(k for k, n in counts.items() if n > 1)
+    return [replace(e, key=next((k for _, k in e.keys if k not in shared), e.keys[-1][1]))
+            for e in out]

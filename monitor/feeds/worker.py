@@ -1,0 +1,128 @@
+"""Parse feeds in worker processes with a time limit.
+
+A pathological body (quadratic regular expressions, deeply nested markup)
+can keep a parser busy for minutes while holding the GIL; in a thread that
+stalls the whole event loop. Here each parse runs in a separate process; one
+that overruns its time limit (or dies) is killed and replaced, and its feed
+gets a parse error. The event loop only ever awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
+
+_CTX = multiprocessing.get_context("spawn")
+STARTUP_TIMEOUT = 60.0
+
+
+def _serve(conn: Connection) -> None:
+    """Worker main loop: bytes in, ParsedFeed (or an error string) out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send(("ready", None))  # imports are done: the parse time limit starts clean
+    while True:
+        try:
+            body, content_type = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[str, object] = ("ok", parse(body, content_type))
+        except FeedParseError as exc:
+            reply = ("error", str(exc))
+        except Exception as exc:
+            reply = ("error", f"parser failed: {type(exc).__name__}: {exc}"[:500])
+        conn.send(reply)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.conn, child = _CTX.Pipe()
+        self.proc: BaseProcess = _CTX.Process(target=_serve, args=(child,), daemon=True,
+                                              name="storywatch-parse")
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv()[0] != "ready":
+            self.kill()
+            raise RuntimeError("a parser process did not start")
+
+    def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> ParsedFeed:
+        self.conn.send((body, content_type))
+        if not self.conn.poll(timeout):
+            raise TimeoutError
+        kind, value = self.conn.recv()
+        if kind == "ok":
+            assert isinstance(value, ParsedFeed)
+            return value
+        raise FeedParseError(str(value))
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class ParsePool:
+    """`size` worker processes; `parse()` awaits one without blocking the loop."""
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self.size = size
+        self.timeout = timeout
+        self.replaced = 0
+        self._threads = ThreadPoolExecutor(size, thread_name_prefix="storywatch-parse")
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._all: list[_Worker] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle = asyncio.Queue()
+        workers = await asyncio.gather(*(loop.run_in_executor(self._threads, _Worker)
+                                         for _ in range(self.size)))
+        for w in workers:
+            self._all.append(w)
+            self._idle.put_nowait(w)
+
+    async def parse(self, body: bytes, content_type: str | None) -> ParsedFeed:
+        """Parse in a worker; FeedParseError on bad input, on overrun or on a worker crash."""
+        assert self._idle is not None, "ParsePool.start() first"
+        loop = asyncio.get_running_loop()
+        worker = await self._idle.get()
+        try:
+            if not worker.proc.is_alive():
+                worker = await self._replace(worker)
+            return await loop.run_in_executor(self._threads, worker.roundtrip, body,
+                                              content_type, self.timeout)
+        except FeedParseError:
+            raise
+        except asyncio.CancelledError:
+            worker.proc.kill()  # mid-parse: its late reply must not reach the next caller
+            raise
+        except TimeoutError:
+            worker = await self._replace(worker)
+            raise FeedParseError(f"parsing took longer than {self.timeout:g}s; "
+                                 "the parser was stopped") from None
+        except (EOFError, OSError) as exc:
+            worker = await self._replace(worker)
+            raise FeedParseError(f"the parser process died ({type(exc).__name__})") from None
+        finally:
+            self._idle.put_nowait(worker)
+
+    async def _replace(self, worker: _Worker) -> _Worker:
+        loop = asyncio.get_running_loop()
+        self.replaced += 1
+        await loop.run_in_executor(self._threads, worker.kill)
+        fresh = await loop.run_in_executor(self._threads, _Worker)
+        self._all = [fresh if w is worker else w for w in self._all]
+        return fresh
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for w in self._all:
+            await loop.run_in_executor(self._threads, w.kill)
+        self._all = []
+        self._threads.shutdown(wait=False, cancel_futures=True)

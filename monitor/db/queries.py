@@ -92,11 +92,13 @@ def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
 
 
 def oldest_due(session: Session, now: datetime) -> datetime | None:
-    """When the most overdue unclaimed feed was due: the schedule lag's source."""
+    """When the most overdue claimable feed was due: the schedule lag's source."""
     return session.scalar(
         select(func.min(Feed.next_check_at))
+        .outerjoin(Host, Host.host == Feed.host)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
-               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now)))
+               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now),
+               or_(Host.retry_after_until.is_(None), Host.retry_after_until <= now)))
 
 
 def hold_host(session: Session, host: str, until: datetime, status: int | None,

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SYLLABLES = ("ka ri to mel san vor del ix pa quen lor ti ba nu gre fal om ste ru yan "
              "cor be dra lin mos pe ur hal zen ko vi sel tar no ew ga fi").split()
-WORDS = sorted({"".join(random.Random(i).choices(SYLLABLES, k=3)) for i in range(6000)})
-"""A few thousand made-up words: titles rarely share enough words to cluster,
+_RNG = random.Random(42)
+WORDS = sorted({"".join(_RNG.choices(SYLLABLES, k=4)) for _ in range(100_000)})
+"""Many made-up words: titles rarely share enough words to cluster,
 as with real news, so the benchmark measures polling rather than one giant story."""
 NOW = datetime.now(UTC).replace(microsecond=0)
 PACKAGES = {"nginx": "nginx", "feed2exec": "feed2exec", "newsboat": "newsboat"}

@@ -103,6 +103,8 @@ class Daemon:
         self.hosts = HostGate(p.host_concurrency, p.host_spacing)
         self.parsers = ParsePool(p.parse_workers or os.cpu_count() or 1, p.parse_timeout)
         self._restarts_seen = 0
+        self._dispatching = self._again = self._backlog = False
+        self._kicks: set[asyncio.Future[None]] = set()
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
                                  self.policy)
@@ -160,21 +162,40 @@ class Daemon:
 
     # -- ticks -------------------------------------------------------------------
     async def dispatch(self) -> None:
-        """Claim due feeds up to the concurrency limits and start polling them."""
+        """Claim due feeds up to the concurrency limits and start polling them.
+
+        Runs on the scheduler tick and again whenever a poll frees a slot while
+        the last claim came back full, so a backlog drains at full speed.
+        """
         self._last_tick = time.monotonic()
         metrics.SCHEDULER_LAST_TICK.set(time.time())
         _test_freeze_hook()
+        if self._dispatching:
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again and not self._stop.is_set():
+                self._again = False
+                await self._dispatch_once()
+        finally:
+            self._dispatching = False
+
+    async def _dispatch_once(self) -> None:
         free = self.settings.polling.concurrency - len(self._inflight)
-        if free <= 0 or self._stop.is_set():
+        if free <= 0:
             return
         now = datetime.now(UTC)
         try:
-            claimed, lag = await asyncio.to_thread(self._claim, now, free)
+            async with self._ingest_lock:  # one writer at a time: SQLite would busy-wait
+                claimed, lag = await asyncio.to_thread(self._claim, now, free)
         except Exception:
             metrics.DB_ERRORS.labels("claim").inc()
             log.exception("claiming due feeds failed")
             return
         metrics.SCHEDULE_LAG.set(lag)
+        self._backlog = lag > 0 or len(claimed) == free
         for job in claimed:
             metrics.POLL_DELAY.observe(max(0.0, (now - job.due).total_seconds()))
             self.hosts.reserve(job.host)
@@ -185,6 +206,10 @@ class Daemon:
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job.feed_id, None)
         self.hosts.release(job.host)
+        if self._backlog and not self._stop.is_set():
+            kick = asyncio.ensure_future(self.dispatch())
+            self._kicks.add(kick)
+            kick.add_done_callback(self._kicks.discard)
 
     def _claim(self, now: datetime, limit: int) -> tuple[list[Job], float]:
         """Lease due feeds (per-host room permitting); also how overdue the backlog is."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, text, update
+from sqlalchemy import case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -93,11 +93,13 @@ def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
 
 
 def oldest_due(session: Session, now: datetime) -> datetime | None:
-    """When the most overdue unclaimed feed was due: the schedule lag's source."""
+    """When the most overdue claimable feed was due: the schedule lag's source."""
     return session.scalar(
         select(func.min(Feed.next_check_at))
+        .outerjoin(Host, Host.host == Feed.host)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
-               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now)))
+               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now),
+               or_(Host.retry_after_until.is_(None), Host.retry_after_until <= now)))
 
 
 def hold_host(session: Session, host: str, until: datetime, status: int | None,
@@ -171,9 +173,9 @@ def remember_keys(session: Session, feed_id: int,
     """Index entries under their keys; keys already known keep their entry."""
     rows = [{"feed_id": feed_id, "key": k, "entry_id": entry_id, "ambiguous": False}
             for entry_id, keys in entries for k in keys]
-    for i in range(0, len(rows), _IN_CHUNK):
-        session.execute(_insert(session)(EntryKey).values(rows[i:i + _IN_CHUNK])
-                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]))
+    if rows:  # executemany: one cached statement whatever the number of rows
+        session.execute(_insert(session)(EntryKey)
+                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
 
 
 def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
@@ -185,25 +187,45 @@ def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
                                                    set_={"ambiguous": True}))
 
 
+def _entry_values(feed_id: int, key: str, e: NormalisedEntry,
+                  fetched_at: datetime) -> dict[str, Any]:
+    return {
+        "feed_id": feed_id, "entry_key": key, "guid": e.guid, "url": e.url,
+        "canonical_url": e.canonical_url, "title": e.title, "summary": e.summary,
+        "content": e.text, "author": e.author, "tags": list(e.tags), "language": e.language,
+        "published_at": e.published, "event_at": e.event_at, "fetched_at": fetched_at,
+        "content_hash": e.content_hash, "revision": 1,
+    }
+
+
+def insert_entries(session: Session, feed_id: int, items: Sequence[tuple[NormalisedEntry, str]],
+                   fetched_at: datetime) -> list[Entry]:
+    """Insert new entries (each under its key) in one statement, in the given order."""
+    if not items:
+        return []
+    rows = [_entry_values(feed_id, key, e, fetched_at) for e, key in items]
+    return list(session.scalars(insert(Entry).returning(Entry, sort_by_parameter_order=True),
+                                rows))
+
+
+def update_entry(session: Session, entry_id: int, e: NormalisedEntry) -> StoredEntry:
+    """An existing entry seen again: an update when its content changed."""
+    existing = session.get(Entry, entry_id)
+    assert existing is not None
+    if existing.content_hash == e.content_hash or existing.content is None:
+        return StoredEntry(existing, new=False, updated=False)
+    existing.title, existing.summary, existing.content = e.title, e.summary, e.text
+    existing.content_hash = e.content_hash
+    existing.revision += 1
+    return StoredEntry(existing, new=False, updated=True)
+
+
 def store_entry(session: Session, feed_id: int, e: NormalisedEntry, key: str,
                 entry_id: int | None, fetched_at: datetime) -> StoredEntry:
     """Insert a new entry under `key`, or update entry `entry_id` when its content changed."""
     if entry_id is not None:
-        existing = session.get(Entry, entry_id)
-        assert existing is not None
-        if existing.content_hash == e.content_hash or existing.content is None:
-            return StoredEntry(existing, new=False, updated=False)
-        existing.title, existing.summary, existing.content = e.title, e.summary, e.text
-        existing.content_hash = e.content_hash
-        existing.revision += 1
-        return StoredEntry(existing, new=False, updated=True)
-    entry = Entry(
-        feed_id=feed_id, entry_key=key, guid=e.guid, url=e.url,
-        canonical_url=e.canonical_url, title=e.title, summary=e.summary, content=e.text,
-        author=e.author, tags=list(e.tags), language=e.language, published_at=e.published,
-        event_at=e.event_at, fetched_at=fetched_at, content_hash=e.content_hash, revision=1)
-    session.add(entry)
-    session.flush()
+        return update_entry(session, entry_id, e)
+    [entry] = insert_entries(session, feed_id, [(e, key)], fetched_at)
     return StoredEntry(entry, new=True, updated=False)
 
 

@@ -77,9 +77,12 @@ def cmd_db_upkeep(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime, timedelta
 
     from monitor import retention
-    from monitor.db.engine import make_engine, session_factory
+    from monitor.db.engine import is_current, make_engine, session_factory
 
     engine = make_engine(settings.resolved_database_url())
+    if not is_current(engine):
+        raise SystemExit("storywatch: the database is not at the newest migration; "
+                         "run `storywatch db upgrade` first")
     done = retention.upkeep(engine, session_factory(engine), settings.retention,
                             timedelta(seconds=settings.stories.window), datetime.now(UTC))
     print(", ".join(f"{kind}: {n}" for kind, n in done.items()) or "retention disabled")

@@ -147,3 +147,21 @@ def test_dashboard_query_returns_data(stack: tuple[Workload, Prometheus], title:
     work, prom = stack
     result = prom.query(grafana_substitute(expr, work))
     assert real_values(result), f"panel {title!r}: {expr} returned no numbers: {result}"
+
+
+@pytest.mark.slow
+def test_health_endpoints_answer_json(stack: tuple[Workload, Prometheus]) -> None:
+    work, _ = stack
+    health = httpx.get(f"http://{work.target}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = httpx.get(f"http://{work.target}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready" and body["database"] == "ok" and body["rules"] >= 1
+    assert body["scheduler_last_tick_seconds_ago"] < 30
+
+
+def test_metrics_listen_on_loopback_by_default() -> None:
+    from monitor.config import Settings
+
+    assert Settings().metrics.listen.startswith("127.0.0.1:")

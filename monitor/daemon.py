@@ -99,6 +99,8 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         self.rules = rules
         metrics.RULES_LOADED.set(len(rules))
+        for compiled in rules.rules:
+            metrics.RULE_MATCHES_BY_RULE.labels(metrics.rule_label(compiled.rule.id, len(rules)))
 
     def reload(self) -> None:
         """SIGHUP: swap in the new rules atomically, or keep the old on any error."""

@@ -106,8 +106,11 @@ def test_every_stage_has_its_metric(stack: tuple[Workload, Prometheus]) -> None:
                  "storywatch_last_successful_poll_timestamp_seconds",
                  "storywatch_db_errors_total", "storywatch_database_size_bytes"):
         assert prom.query(name), f"{name} was not scraped"
-    zero_initialised = prom.query('storywatch_feed_fetches_total{outcome="too_large"}')
-    assert zero_initialised and float(zero_initialised[0]["value"][1]) == 0.0
+    for zero in ('storywatch_feed_fetches_total{outcome="too_large"}',
+                 'storywatch_alert_suppressions_total{reason="silenced"}'):
+        assert real_values(prom.query(zero)) == [0.0], f"{zero} not initialised to zero"
+    rules = {r["metric"]["rule_id"] for r in prom.query("storywatch_rule_matches_by_rule_total")}
+    assert rules == {"corroborated-story", "energy-strike-after-ceasefire"}
     assert real_values(prom.query("storywatch_database_size_bytes"))[0] > 0
 
 

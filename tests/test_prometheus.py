@@ -31,7 +31,7 @@ READY_WHEN = (
     'storywatch_deliveries_total{outcome="dead"} > 0',
     'storywatch_feed_fetches_total{outcome="not_modified"} > 0',
     'storywatch_story_events_total{kind="created"} > 0',
-    "count_over_time(up[1m]) >= 15",
+    "count_over_time(up[1m]) >= 10",
 )
 """The workload has exercised every stage and Prometheus holds enough samples for rates."""
 

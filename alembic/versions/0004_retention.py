@@ -27,9 +27,13 @@ def upgrade() -> None:
                               unique=False)
     with op.batch_alter_table("stories", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_stories_updated_at"), ["updated_at"], unique=False)
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alerts_story_id"), ["story_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alerts_story_id"))
     with op.batch_alter_table("stories", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_stories_updated_at"))
     with op.batch_alter_table("entries", schema=None) as batch_op:

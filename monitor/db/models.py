@@ -149,7 +149,7 @@ class Alert(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     rule_id: Mapped[str] = mapped_column(String(200), index=True)
     group_key: Mapped[str] = mapped_column(String(500))
-    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"))
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), default="firing")
     severity: Mapped[str] = mapped_column(String(20))
     title: Mapped[str] = mapped_column(Text)

@@ -344,11 +344,10 @@ def delete_tombstones(session: Session, before: datetime, limit: int) -> int:
     Proof: the feed's latest fetch parsed a body (`ok`) after the tombstone was
     last seen, and that body did not bump it. Feeds answering 304 keep theirs.
     """
-    gone = (select(Entry.id).join(Feed, Feed.id == Entry.feed_id)
-            .where(Entry.tombstone_seen_at < before, Feed.last_outcome == "ok",
-                   Feed.last_checked_at > Entry.tombstone_seen_at)
-            .limit(limit))
-    ids = list(session.scalars(gone))
+    dropped = select(Feed.id).where(Feed.id == Entry.feed_id, Feed.last_outcome == "ok",
+                                    Feed.last_checked_at > Entry.tombstone_seen_at).exists()
+    ids = list(session.scalars(select(Entry.id).where(Entry.tombstone_seen_at < before, dropped)
+                               .limit(limit)))
     if ids:
         session.execute(delete(Entry).where(Entry.id.in_(ids)))
     return len(ids)

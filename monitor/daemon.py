@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, metrics
+from monitor import __version__, metrics, retention
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.notify import NotifierUnavailable, build_notifiers
 from monitor.alerts.outbox import resolve_quiet
@@ -145,6 +145,8 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         self.rules = rules
         metrics.RULES_LOADED.set(len(rules))
+        for compiled in rules.rules:
+            metrics.RULE_MATCHES_BY_RULE.labels(metrics.rule_label(compiled.rule.id, len(rules)))
 
     def reload(self) -> None:
         """SIGHUP: swap in the new rules atomically, or keep the old on any error."""
@@ -314,6 +316,17 @@ class Daemon:
             log.exception("housekeeping failed")
         self.sd.send(self._status_line())
 
+    async def upkeep(self) -> None:
+        """Retention, then VACUUM/ANALYZE, in a worker thread."""
+        try:
+            await asyncio.to_thread(retention.upkeep, self.engine, self.sessions,
+                                    self.settings.retention,
+                                    timedelta(seconds=self.settings.stories.window),
+                                    datetime.now(UTC))
+        except Exception:
+            metrics.DB_ERRORS.labels("upkeep").inc()
+            log.exception("upkeep failed; retrying at the next interval")
+
     def _refresh_gauges(self, now: datetime) -> None:
         with self.sessions() as session:
             states = queries.feeds_by_state(session)
@@ -407,6 +420,10 @@ class Daemon:
                           coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))
+        r = self.settings.retention
+        scheduler.add_job(self.upkeep, "interval", seconds=r.interval, max_instances=1,
+                          coalesce=True,
+                          next_run_time=datetime.now(UTC) + timedelta(seconds=min(60, r.interval)))
         scheduler.start()
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
         self._ready = True

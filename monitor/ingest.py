@@ -188,7 +188,7 @@ class Ingestor:
         report.duplicate += len(plan.decisions) - len(live)
         fresh = iter(queries.insert_entries(
             session, feed.id, [(d.item, d.key) for d in live if d.entry_id is None], now))
-        stored = [queries.update_entry(session, d.entry_id, d.item) if d.entry_id is not None
+        stored = [queries.update_entry(session, d.entry_id, d.item, now) if d.entry_id is not None
                   else queries.StoredEntry(next(fresh), new=True, updated=False)
                   for d in live]
         queries.remember_keys(session, feed.id, ((row.entry.id, d.keys)

@@ -23,6 +23,7 @@ def _errors(exc: Any) -> int:
 
 
 def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.alerts.notify import setup_errors
     from monitor.rules.schema import RuleErrors
     from monitor.rules.tools import lint
 
@@ -30,6 +31,11 @@ def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
         bundle = lint(settings)
     except RuleErrors as exc:
         return _errors(exc)
+    broken = setup_errors(dict(settings.notifiers))
+    for error in broken:
+        print(error, file=sys.stderr)
+    if broken:
+        return 1
     tests = sum(len(lr.rule.tests) for lr in bundle.rules)
     print(f"ok: {len(settings.feeds)} feeds, {len(bundle.rules)} rules ({tests} inline tests), "
           f"{len(settings.notifiers)} notifiers")

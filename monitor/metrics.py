@@ -88,6 +88,9 @@ OUTBOX_OLDEST_AGE = Gauge("storywatch_outbox_oldest_pending_age_seconds",
                           "Age of the oldest pending delivery.", registry=REGISTRY)
 DEAD_LETTERS = Gauge("storywatch_outbox_dead_letters", "Deliveries that gave up.",
                      registry=REGISTRY)
+RESENDS = Counter("storywatch_alert_resends_total",
+                  "Re-sends of firing alerts to receivers that forget them (Alertmanager).",
+                  ["notifier", "result"], registry=REGISTRY)
 
 DB_ERRORS = Counter("storywatch_db_errors_total", "Database errors, by operation.",
                     ["operation"], registry=REGISTRY)

@@ -34,8 +34,8 @@ RULE = Rule(id="quake", title="Earthquake reported", severity="high",
 class Outbox:
     """Stories, alerts and deliveries in a migrated SQLite database under `tmp`."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.url = f"sqlite:///{tmp / 'outbox.db'}"
+    def __init__(self, tmp: Path, name: str = "outbox.db") -> None:
+        self.url = f"sqlite:///{tmp / name}"
         self.engine = make_engine(self.url)
         upgrade(self.engine)
         self.sessions = session_factory(self.engine)
@@ -50,7 +50,7 @@ class Outbox:
 
     def _member(self, session: Any, story: Story, source: str) -> None:
         feed = session.scalar(select(Feed).where(Feed.name == source)) or queries.upsert_feed(
-            session, f"http://127.0.0.1/{source}.xml", source, [], None, True, self.now)
+            session, f"http://127.0.0.1/{source}.xml", source, [], None, False, self.now)
         n = story.entry_count
         raw = RawEntry(f"{story.id}-{n}",
                        f"https://{source.lower().replace(' ', '')}.example/{story.id}",

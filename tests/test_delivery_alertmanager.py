@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor.metrics import REGISTRY
 from monitor.rules.schema import Rule
 from tests.alerting import RULE, Outbox
 from tests.conftest import need_binary
@@ -95,8 +96,14 @@ def test_firing_resend_and_resolve_through_real_alertmanager(
     assert alert["generatorURL"] == f"https://wirea.example/{story}"
     wait_until(lambda: ("firing", "quake") in notified(receiver), timeout=15)
 
+    def resends() -> float:
+        return REGISTRY.get_sample_value("storywatch_alert_resends_total",
+                                         {"notifier": "am", "result": "ok"}) or 0.0
+
     time.sleep(0.05)  # updatedAt has millisecond resolution
+    before = resends()
     box.resend(notifiers)
+    assert resends() == before + 1
     [again] = active(alertmanager)
     assert again["updatedAt"] > alert["updatedAt"], "the re-send refreshed the alert"
 

@@ -1,7 +1,7 @@
 """rules: alert groups, suppressions, silences
 
 Revision ID: 0005_rules
-Revises: 0003_delivery
+Revises: 0004_retention
 Create Date: 2026-11-21
 """
 
@@ -13,7 +13,7 @@ import monitor.db.models
 from alembic import op
 
 revision: str = "0005_rules"
-down_revision: str | None = "0003_delivery"
+down_revision: str | None = "0004_retention"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

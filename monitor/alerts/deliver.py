@@ -62,6 +62,10 @@ class Deliverer:
         self.limits = {name: asyncio.Semaphore(configs[name].concurrency if name in configs
                                                else cfg.batch) for name in notifiers}
         self._resent: dict[str, float] = {}
+        for name, notifier in notifiers.items():
+            if isinstance(notifier, Resender):
+                for result in ("ok", "error"):
+                    metrics.RESENDS.labels(name, result)
 
     def _claim(self, now: datetime) -> list[Job]:
         with self.sessions.begin() as session:
@@ -78,8 +82,9 @@ class Deliverer:
 
     def _record(self, results: list[tuple[Job, Outcome]], now: datetime) -> None:
         with self.sessions.begin() as session:
+            rows = queries.deliveries_by_id(session, [job.delivery_id for job, _ in results])
             for job, outcome in results:
-                row = session.get(Delivery, job.delivery_id)
+                row = rows.get(job.delivery_id)
                 if row is None or row.status != "pending":
                     continue
                 row.attempts += 1
@@ -153,6 +158,7 @@ class Deliverer:
             if not payloads:
                 continue
             outcome = await notifier.resend(payloads)
+            metrics.RESENDS.labels(name, "ok" if outcome.ok else "error").inc()
             if not outcome.ok:
                 log.warning("re-sending firing alerts failed",
                             extra={"notifier": name, "error": outcome.error})

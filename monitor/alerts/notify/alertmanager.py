@@ -17,10 +17,11 @@ import httpx
 from jinja2 import Template
 
 from monitor.alerts import render
-from monitor.alerts.notify.base import Message, Outcome, classify_response, dumps, post_json
+from monitor.alerts.notify.base import DELIVERED, Message, Outcome, deliver_json, dumps
 from monitor.config import AlertmanagerNotifier as AlertmanagerConfig
 
 _LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
+RESEND_CHUNK = 500
 ZERO_TIME = "0001-01-01T00:00:00Z"
 """What Alertmanager's own webhook sends as `endsAt` for a firing alert."""
 
@@ -84,13 +85,17 @@ class AlertmanagerNotifier:
         return await self._post([alert(msg.payload, self.summary)], msg.key)
 
     async def resend(self, payloads: Sequence[dict[str, Any]]) -> Outcome:
-        """Re-post still-firing alerts in one request so Alertmanager keeps them active."""
-        return await self._post([alert(p, self.summary) for p in payloads], None)
+        """Re-post still-firing alerts, a few hundred per request, so Alertmanager keeps them."""
+        outcome = DELIVERED
+        for start in range(0, len(payloads), RESEND_CHUNK):
+            chunk = payloads[start:start + RESEND_CHUNK]
+            sent = await self._post([alert(p, self.summary) for p in chunk], None)
+            outcome = outcome if sent.ok else sent
+        return outcome
 
     async def _post(self, alerts: list[dict[str, Any]], key: str | None) -> Outcome:
         headers = dict(self.cfg.headers)
         if key:
             headers["Idempotency-Key"] = key
-        resp = await post_json(self.client, self.endpoint, dumps(alerts), headers,
-                               self.cfg.timeout)
-        return resp if isinstance(resp, Outcome) else classify_response(resp)
+        return await deliver_json(self.client, self.endpoint, dumps(alerts), headers,
+                                  self.cfg.timeout)

@@ -83,6 +83,13 @@ async def post_json(client: httpx.AsyncClient, url: str, body: bytes, headers: d
         return classify_exception(exc)
 
 
+async def deliver_json(client: httpx.AsyncClient, url: str, body: bytes,
+                       headers: dict[str, str], timeout: float) -> Outcome:
+    """POST a JSON body and classify whatever happens."""
+    resp = await post_json(client, url, body, headers, timeout)
+    return resp if isinstance(resp, Outcome) else classify_response(resp)
+
+
 def dumps(body: Any) -> bytes:
     """Compact, key-sorted JSON: the same payload always gives the same bytes."""
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()

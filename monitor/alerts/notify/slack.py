@@ -21,6 +21,7 @@ from monitor.alerts.notify.base import (
     Outcome,
     Thread,
     classify_response,
+    deliver_json,
     dumps,
     post_json,
 )
@@ -81,9 +82,9 @@ class SlackNotifier:
 
     async def send(self, msg: Message) -> Outcome:
         if self.cfg.webhook_url is not None:
-            resp = await post_json(self.client, self.cfg.webhook_url, dumps(self.message(msg)),
-                                   {"Idempotency-Key": msg.key}, self.cfg.timeout)
-            return resp if isinstance(resp, Outcome) else classify_response(resp)
+            return await deliver_json(self.client, self.cfg.webhook_url,
+                                      dumps(self.message(msg)), {"Idempotency-Key": msg.key},
+                                      self.cfg.timeout)
         return await self._bot(msg)
 
     async def _bot(self, msg: Message) -> Outcome:

@@ -18,7 +18,7 @@ import httpx
 
 from monitor.alerts import render
 from monitor.alerts.notify import alertmanager
-from monitor.alerts.notify.base import Message, Outcome, classify_response, dumps, post_json
+from monitor.alerts.notify.base import Message, Outcome, deliver_json, dumps
 from monitor.config import WebhookNotifier as WebhookConfig
 
 
@@ -81,5 +81,4 @@ class WebhookNotifier:
         headers = {**self.cfg.headers, "Idempotency-Key": msg.key}
         if self.cfg.secret:
             headers["X-Storywatch-Signature"] = sign(self.cfg.secret, int(time.time()), body)
-        resp = await post_json(self.client, self.cfg.url, body, headers, self.cfg.timeout)
-        return resp if isinstance(resp, Outcome) else classify_response(resp)
+        return await deliver_json(self.client, self.cfg.url, body, headers, self.cfg.timeout)

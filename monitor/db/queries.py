@@ -311,6 +311,14 @@ def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
     return [(d, ev) for d, ev in rows]
 
 
+def renew_leases(session: Session, ids: Sequence[int], owner: str, until: datetime) -> None:
+    """Keep holding rows still being sent (only those this worker holds)."""
+    session.execute(update(Delivery)
+                    .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
+                           Delivery.status == "pending")
+                    .values(lease_expires_at=until))
+
+
 def deliveries_by_id(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
     """Outbox rows in one query, to record a batch's outcomes."""
     return {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}

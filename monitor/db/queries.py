@@ -137,7 +137,11 @@ def delete_feed(session: Session, feed: Feed) -> None:
 
 
 def release_leases(session: Session, owner: str) -> None:
+    """On a clean stop: the next start takes over this worker's feeds and deliveries at once."""
     session.execute(update(Feed).where(Feed.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None))
+    session.execute(update(Delivery).where(Delivery.lease_owner == owner,
+                                           Delivery.status == "pending")
                     .values(lease_owner=None, lease_expires_at=None))
 
 

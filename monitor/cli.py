@@ -77,6 +77,23 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_upkeep(args: argparse.Namespace, settings: Settings) -> int:
+    """Run retention and VACUUM/ANALYZE once, as the daemon does every interval."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitor import retention
+    from monitor.db.engine import is_current, make_engine, session_factory
+
+    engine = make_engine(settings.resolved_database_url())
+    if not is_current(engine):
+        raise SystemExit("storywatch: the database is not at the newest migration; "
+                         "run `storywatch db upgrade` first")
+    done = retention.upkeep(engine, session_factory(engine), settings.retention,
+                            timedelta(seconds=settings.stories.window), datetime.now(UTC))
+    print(", ".join(f"{kind}: {n}" for kind, n in done.items()) or "retention disabled")
+    return 0
+
+
 def _session(settings: Settings):  # type: ignore[no-untyped-def]
     from monitor.db.engine import is_current, make_engine, session_factory
 
@@ -373,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "validate the settings and rule files")
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db", required=True)
     add("upgrade", cmd_db_upgrade, "bring the database to the newest migration", db)
+    add("upkeep", cmd_db_upkeep, "prune by retention, then VACUUM and ANALYZE, once", db)
     feeds = sub.add_parser("feeds", help="feeds").add_subparsers(dest="feeds", required=True)
     add("list", cmd_feeds_list, "list feeds and their health", feeds)
     fa = add("add", cmd_feeds_add, "add a feed (or update its name and tags)", feeds)

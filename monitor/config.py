@@ -196,6 +196,26 @@ class LogConfig(_Model):
     format: Literal["logfmt", "json"] = "logfmt"
 
 
+class RetentionConfig(_Model):
+    """How long each kind of data is kept; none is pruned inside the clustering window."""
+
+    enabled: bool = True
+    entry_bodies: Duration = 90 * 86400.0
+    """Entry summary and text; title and URL stay while the entry does."""
+    entries: Duration = 90 * 86400.0
+    """Entries of closed stories become tombstones: only their dedup key is kept."""
+    stories: Duration = 90 * 86400.0
+    """Stories with no change for this long are closed and removed."""
+    alerts: Duration = 90 * 86400.0
+    """Alerts (with their events and finished deliveries) unchanged for this long."""
+    tombstones: Duration = 30 * 86400.0
+    """Grace before a tombstone goes, counted from when its feed was last seen serving it."""
+    interval: Duration = 3600.0
+    """How often pruning, VACUUM and ANALYZE run."""
+    batch: int = Field(default=5000, gt=0)
+    """Rows per transaction, so ingest is never blocked for long."""
+
+
 class Settings(_Model):
     database_url: str | None = None
     state_dir: str | None = None
@@ -208,6 +228,7 @@ class Settings(_Model):
     delivery: DeliveryConfig = DeliveryConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    retention: RetentionConfig = RetentionConfig()
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's folder)."""
 

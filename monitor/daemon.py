@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, metrics
+from monitor import __version__, metrics, retention
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.notify import NotifierUnavailable, build_notifiers
 from monitor.alerts.outbox import resolve_quiet
@@ -103,6 +103,8 @@ class Daemon:
         self.hosts = HostGate(p.host_concurrency, p.host_spacing)
         self.parsers = ParsePool(p.parse_workers or os.cpu_count() or 1, p.parse_timeout)
         self._restarts_seen = 0
+        self._dispatching = self._again = self._backlog = False
+        self._kicks: set[asyncio.Future[None]] = set()
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.ingestor = Ingestor(self.sessions, index, self._rules, self._notifier_names,
                                  self.policy)
@@ -143,6 +145,8 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         self.rules = rules
         metrics.RULES_LOADED.set(len(rules))
+        for compiled in rules.rules:
+            metrics.RULE_MATCHES_BY_RULE.labels(metrics.rule_label(compiled.rule.id, len(rules)))
 
     def reload(self) -> None:
         """SIGHUP: swap in the new rules atomically, or keep the old on any error."""
@@ -160,21 +164,40 @@ class Daemon:
 
     # -- ticks -------------------------------------------------------------------
     async def dispatch(self) -> None:
-        """Claim due feeds up to the concurrency limits and start polling them."""
+        """Claim due feeds up to the concurrency limits and start polling them.
+
+        Runs on the scheduler tick and again whenever a poll frees a slot while
+        the last claim came back full, so a backlog drains at full speed.
+        """
         self._last_tick = time.monotonic()
         metrics.SCHEDULER_LAST_TICK.set(time.time())
         _test_freeze_hook()
+        if self._dispatching:
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again and not self._stop.is_set():
+                self._again = False
+                await self._dispatch_once()
+        finally:
+            self._dispatching = False
+
+    async def _dispatch_once(self) -> None:
         free = self.settings.polling.concurrency - len(self._inflight)
-        if free <= 0 or self._stop.is_set():
+        if free <= 0:
             return
         now = datetime.now(UTC)
         try:
-            claimed, lag = await asyncio.to_thread(self._claim, now, free)
+            async with self._ingest_lock:  # one writer at a time: SQLite would busy-wait
+                claimed, lag = await asyncio.to_thread(self._claim, now, free)
         except Exception:
             metrics.DB_ERRORS.labels("claim").inc()
             log.exception("claiming due feeds failed")
             return
         metrics.SCHEDULE_LAG.set(lag)
+        self._backlog = lag > 0 or len(claimed) == free
         for job in claimed:
             metrics.POLL_DELAY.observe(max(0.0, (now - job.due).total_seconds()))
             self.hosts.reserve(job.host)
@@ -185,6 +208,10 @@ class Daemon:
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job.feed_id, None)
         self.hosts.release(job.host)
+        if self._backlog and not self._stop.is_set():
+            kick = asyncio.ensure_future(self.dispatch())
+            self._kicks.add(kick)
+            kick.add_done_callback(self._kicks.discard)
 
     def _claim(self, now: datetime, limit: int) -> tuple[list[Job], float]:
         """Lease due feeds (per-host room permitting); also how overdue the backlog is."""
@@ -289,6 +316,17 @@ class Daemon:
             log.exception("housekeeping failed")
         self.sd.send(self._status_line())
 
+    async def upkeep(self) -> None:
+        """Retention, then VACUUM/ANALYZE, in a worker thread."""
+        try:
+            await asyncio.to_thread(retention.upkeep, self.engine, self.sessions,
+                                    self.settings.retention,
+                                    timedelta(seconds=self.settings.stories.window),
+                                    datetime.now(UTC))
+        except Exception:
+            metrics.DB_ERRORS.labels("upkeep").inc()
+            log.exception("upkeep failed; retrying at the next interval")
+
     def _refresh_gauges(self, now: datetime) -> None:
         with self.sessions() as session:
             states = queries.feeds_by_state(session)
@@ -382,6 +420,10 @@ class Daemon:
                           coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))
+        r = self.settings.retention
+        scheduler.add_job(self.upkeep, "interval", seconds=r.interval, max_instances=1,
+                          coalesce=True,
+                          next_run_time=datetime.now(UTC) + timedelta(seconds=min(60, r.interval)))
         scheduler.start()
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
         self._ready = True

@@ -184,16 +184,15 @@ class Ingestor:
                         extra={"feed_id": feed.id, "level": plan.level})
         feed.identity_level, feed.identity_strikes = plan.level, plan.strikes
         queries.mark_ambiguous(session, feed.id, plan.ambiguous)
-        stored: list[queries.StoredEntry] = []
-        index: list[tuple[int, tuple[str, ...]]] = []
-        for d in plan.decisions:
-            if d.tombstone:
-                report.duplicate += 1
-                continue
-            row = queries.store_entry(session, feed.id, d.item, d.key, d.entry_id, now)
-            stored.append(row)
-            index.append((row.entry.id, d.keys))
-        queries.remember_keys(session, feed.id, index)
+        live = [d for d in plan.decisions if not d.tombstone]
+        report.duplicate += len(plan.decisions) - len(live)
+        fresh = iter(queries.insert_entries(
+            session, feed.id, [(d.item, d.key) for d in live if d.entry_id is None], now))
+        stored = [queries.update_entry(session, d.entry_id, d.item, now) if d.entry_id is not None
+                  else queries.StoredEntry(next(fresh), new=True, updated=False)
+                  for d in live]
+        queries.remember_keys(session, feed.id, ((row.entry.id, d.keys)
+                                                 for row, d in zip(stored, live, strict=True)))
         return stored
 
     def _update_feed(self, session: Session, feed: Feed, result: fetch.FetchResult,

@@ -37,7 +37,7 @@ def settings(tmp: Path, server: Server | None = None, feeds: list[dict[str, Any]
                     "max_interval": 5, "retry_failed_after": 0.5, "timeout": 5,
                     # Test servers live on 127.0.0.1: allowed on purpose (SSRF guard).
                     "allowed_networks": ["127.0.0.0/8"], "host_concurrency": 20,
-                    "host_spacing": 0, "parse_workers": 2},
+                    "host_spacing": 0, "parse_workers": 1},
         "delivery": {"interval": 0.2, "backoff_initial": 0.2, "backoff_max": 1},
         "metrics": {"listen": "127.0.0.1:0"},
         "notifiers": {},

@@ -6,7 +6,9 @@ repeats it; repeated GUIDs, unstable GUIDs and pruned entries included.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,9 +57,21 @@ class Store:
             return feed
 
 
-def make_store(tmp: Path) -> Store:
-    engine = make_engine(f"sqlite:///{tmp / 'identity.db'}")
+@functools.cache
+def migrated() -> Path:
+    """One migrated database, copied for each store: migrations run once per session."""
+    path = Path(tempfile.mkdtemp(prefix="identity-")) / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def make_store(tmp: Path) -> Store:
+    shutil.copyfile(migrated(), tmp / "identity.db")
+    engine = make_engine(f"sqlite:///{tmp / 'identity.db'}")
     sessions = session_factory(engine)
     with sessions.begin() as s:
         feed_id = queries.upsert_feed(s, "http://127.0.0.1/f", "F", [], None, True, NOW).id

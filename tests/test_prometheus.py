@@ -31,7 +31,7 @@ READY_WHEN = (
     'storywatch_deliveries_total{outcome="dead"} > 0',
     'storywatch_feed_fetches_total{outcome="not_modified"} > 0',
     'storywatch_story_events_total{kind="created"} > 0',
-    "count_over_time(up[1m]) >= 15",
+    "count_over_time(up[1m]) >= 10",
 )
 """The workload has exercised every stage and Prometheus holds enough samples for rates."""
 
@@ -106,8 +106,11 @@ def test_every_stage_has_its_metric(stack: tuple[Workload, Prometheus]) -> None:
                  "storywatch_last_successful_poll_timestamp_seconds",
                  "storywatch_db_errors_total", "storywatch_database_size_bytes"):
         assert prom.query(name), f"{name} was not scraped"
-    zero_initialised = prom.query('storywatch_feed_fetches_total{outcome="too_large"}')
-    assert zero_initialised and float(zero_initialised[0]["value"][1]) == 0.0
+    for zero in ('storywatch_feed_fetches_total{outcome="too_large"}',
+                 'storywatch_alert_suppressions_total{reason="silenced"}'):
+        assert real_values(prom.query(zero)) == [0.0], f"{zero} not initialised to zero"
+    rules = {r["metric"]["rule_id"] for r in prom.query("storywatch_rule_matches_by_rule_total")}
+    assert rules == {"corroborated-story", "energy-strike-after-ceasefire"}
     assert real_values(prom.query("storywatch_database_size_bytes"))[0] > 0
 
 
@@ -147,3 +150,21 @@ def test_dashboard_query_returns_data(stack: tuple[Workload, Prometheus], title:
     work, prom = stack
     result = prom.query(grafana_substitute(expr, work))
     assert real_values(result), f"panel {title!r}: {expr} returned no numbers: {result}"
+
+
+@pytest.mark.slow
+def test_health_endpoints_answer_json(stack: tuple[Workload, Prometheus]) -> None:
+    work, _ = stack
+    health = httpx.get(f"http://{work.target}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = httpx.get(f"http://{work.target}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready" and body["database"] == "ok" and body["rules"] >= 1
+    assert body["scheduler_last_tick_seconds_ago"] < 30
+
+
+def test_metrics_listen_on_loopback_by_default() -> None:
+    from monitor.config import Settings
+
+    assert Settings().metrics.listen.startswith("127.0.0.1:")

@@ -155,10 +155,13 @@ class Entry(Base):
     published_at: Mapped[datetime | None]
     event_at: Mapped[datetime]
     """Published/updated time clamped to the fetch time: what windows use."""
-    fetched_at: Mapped[datetime]
+    fetched_at: Mapped[datetime] = mapped_column(index=True)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
     revision: Mapped[int] = mapped_column(default=1)
+    tombstone_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    """Set once retention pruned the entry to its dedup key; bumped whenever the feed
+    still serves it, so the key outlives the feed's memory of the entry."""
 
     __table_args__ = (UniqueConstraint("feed_id", "entry_key", name="uq_entries_feed_key"),)
 
@@ -172,7 +175,7 @@ class Story(Base):
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
     source_count: Mapped[int] = mapped_column(default=1)
     entry_count: Mapped[int] = mapped_column(default=1)
-    updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class StoryMember(Base):
@@ -201,7 +204,7 @@ class Alert(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     rule_id: Mapped[str] = mapped_column(String(200), index=True)
     group_key: Mapped[str] = mapped_column(String(500))
-    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"))
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), default="firing")
     severity: Mapped[str] = mapped_column(String(20))
     title: Mapped[str] = mapped_column(Text)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, text, update
+from sqlalchemy import Connection, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -93,11 +93,13 @@ def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
 
 
 def oldest_due(session: Session, now: datetime) -> datetime | None:
-    """When the most overdue unclaimed feed was due: the schedule lag's source."""
+    """When the most overdue claimable feed was due: the schedule lag's source."""
     return session.scalar(
         select(func.min(Feed.next_check_at))
+        .outerjoin(Host, Host.host == Feed.host)
         .where(Feed.enabled.is_(True), Feed.next_check_at <= now,
-               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now)))
+               or_(Feed.lease_expires_at.is_(None), Feed.lease_expires_at < now),
+               or_(Host.retry_after_until.is_(None), Host.retry_after_until <= now)))
 
 
 def hold_host(session: Session, host: str, until: datetime, status: int | None,
@@ -175,9 +177,9 @@ def remember_keys(session: Session, feed_id: int,
     """Index entries under their keys; keys already known keep their entry."""
     rows = [{"feed_id": feed_id, "key": k, "entry_id": entry_id, "ambiguous": False}
             for entry_id, keys in entries for k in keys]
-    for i in range(0, len(rows), _IN_CHUNK):
-        session.execute(_insert(session)(EntryKey).values(rows[i:i + _IN_CHUNK])
-                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]))
+    if rows:  # executemany: one cached statement whatever the number of rows
+        session.execute(_insert(session)(EntryKey)
+                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
 
 
 def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
@@ -189,25 +191,49 @@ def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
                                                    set_={"ambiguous": True}))
 
 
+def _entry_values(feed_id: int, key: str, e: NormalisedEntry,
+                  fetched_at: datetime) -> dict[str, Any]:
+    return {
+        "feed_id": feed_id, "entry_key": key, "guid": e.guid, "url": e.url,
+        "canonical_url": e.canonical_url, "title": e.title, "summary": e.summary,
+        "content": e.text, "author": e.author, "tags": list(e.tags), "language": e.language,
+        "published_at": e.published, "event_at": e.event_at, "fetched_at": fetched_at,
+        "content_hash": e.content_hash, "revision": 1,
+    }
+
+
+def insert_entries(session: Session, feed_id: int, items: Sequence[tuple[NormalisedEntry, str]],
+                   fetched_at: datetime) -> list[Entry]:
+    """Insert new entries (each under its key) in one statement, in the given order."""
+    if not items:
+        return []
+    rows = [_entry_values(feed_id, key, e, fetched_at) for e, key in items]
+    return list(session.scalars(insert(Entry).returning(Entry, sort_by_parameter_order=True),
+                                rows))
+
+
+def update_entry(session: Session, entry_id: int, e: NormalisedEntry,
+                 fetched_at: datetime) -> StoredEntry:
+    """An existing entry seen again: an update when its content changed."""
+    existing = session.get(Entry, entry_id)
+    assert existing is not None
+    if existing.tombstone_seen_at is not None:  # pruned: its key keeps it from coming back
+        existing.tombstone_seen_at = fetched_at
+        return StoredEntry(existing, new=False, updated=False)
+    if existing.content_hash == e.content_hash or existing.content is None:
+        return StoredEntry(existing, new=False, updated=False)
+    existing.title, existing.summary, existing.content = e.title, e.summary, e.text
+    existing.content_hash = e.content_hash
+    existing.revision += 1
+    return StoredEntry(existing, new=False, updated=True)
+
+
 def store_entry(session: Session, feed_id: int, e: NormalisedEntry, key: str,
                 entry_id: int | None, fetched_at: datetime) -> StoredEntry:
     """Insert a new entry under `key`, or update entry `entry_id` when its content changed."""
     if entry_id is not None:
-        existing = session.get(Entry, entry_id)
-        assert existing is not None
-        if existing.content_hash == e.content_hash or existing.content is None:
-            return StoredEntry(existing, new=False, updated=False)
-        existing.title, existing.summary, existing.content = e.title, e.summary, e.text
-        existing.content_hash = e.content_hash
-        existing.revision += 1
-        return StoredEntry(existing, new=False, updated=True)
-    entry = Entry(
-        feed_id=feed_id, entry_key=key, guid=e.guid, url=e.url,
-        canonical_url=e.canonical_url, title=e.title, summary=e.summary, content=e.text,
-        author=e.author, tags=list(e.tags), language=e.language, published_at=e.published,
-        event_at=e.event_at, fetched_at=fetched_at, content_hash=e.content_hash, revision=1)
-    session.add(entry)
-    session.flush()
+        return update_entry(session, entry_id, e, fetched_at)
+    [entry] = insert_entries(session, feed_id, [(e, key)], fetched_at)
     return StoredEntry(entry, new=True, updated=False)
 
 
@@ -466,3 +492,96 @@ def ping(session: Session) -> None:
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("BEGIN IMMEDIATE"))
     session.execute(text("SELECT count(*) FROM alembic_version"))
+
+
+# -- retention -----------------------------------------------------------------
+def prune_entry_bodies(session: Session, before: datetime, limit: int) -> int:
+    """Drop summary and text of entries fetched before `before`; returns rows changed."""
+    ids = select(Entry.id).where(Entry.fetched_at < before, Entry.tombstone_seen_at.is_(None),
+                                 or_(Entry.content.is_not(None), Entry.summary.is_not(None))
+                                 ).limit(limit).scalar_subquery()
+    result = session.execute(update(Entry).where(Entry.id.in_(ids))
+                             .values(content=None, summary=None)
+                             .execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def tombstone_entries(session: Session, before: datetime, stories_before: datetime,
+                      now: datetime, limit: int) -> int:
+    """Reduce old entries outside any live story to their dedup key (feed, entry_key)."""
+    closed = select(Story.id).where(Story.updated_at < stories_before)
+    ids = list(session.scalars(
+        select(Entry.id).where(Entry.fetched_at < before, Entry.tombstone_seen_at.is_(None),
+                               or_(Entry.story_id.is_(None), Entry.story_id.in_(closed)))
+        .limit(limit)))
+    if not ids:
+        return 0
+    session.execute(delete(StoryMember).where(StoryMember.entry_id.in_(ids)))
+    session.execute(update(Entry).where(Entry.id.in_(ids)).values(
+        title="", guid=None, url=None, canonical_url=None, summary=None, content=None,
+        author=None, tags=[], language=None, published_at=None, story_id=None,
+        tombstone_seen_at=now).execution_options(synchronize_session=False))
+    return len(ids)
+
+
+def delete_old_alerts(session: Session, before: datetime, limit: int) -> int:
+    """Alerts unchanged since `before` with nothing left to deliver (events cascade)."""
+    pending = select(AlertEvent.alert_id).join(Delivery, Delivery.event_id == AlertEvent.id
+                                               ).where(Delivery.status == "pending")
+    ids = list(session.scalars(select(Alert.id).where(Alert.last_changed_at < before,
+                                                      Alert.id.not_in(pending)).limit(limit)))
+    if ids:
+        session.execute(delete(Alert).where(Alert.id.in_(ids)))
+    return len(ids)
+
+
+def delete_closed_stories(session: Session, before: datetime, limit: int) -> int:
+    """Stories unchanged since `before` that no entry or alert refers to any more."""
+    members = select(StoryMember.story_id).where(StoryMember.story_id == Story.id).exists()
+    entries = select(Entry.id).where(Entry.story_id == Story.id).exists()
+    alerts = select(Alert.id).where(Alert.story_id == Story.id).exists()
+    ids = list(session.scalars(select(Story.id).where(Story.updated_at < before, ~members,
+                                                      ~entries, ~alerts).limit(limit)))
+    if ids:
+        session.execute(delete(Story).where(Story.id.in_(ids)))
+    return len(ids)
+
+
+def delete_tombstones(session: Session, before: datetime, limit: int) -> int:
+    """Tombstones their feed has provably stopped serving, seen last before `before`.
+
+    Proof: the feed's latest fetch parsed a body (`ok`) after the tombstone was
+    last seen, and that body did not bump it. Feeds answering 304 keep theirs.
+    """
+    dropped = select(Feed.id).where(Feed.id == Entry.feed_id, Feed.last_outcome == "ok",
+                                    Feed.last_checked_at > Entry.tombstone_seen_at).exists()
+    ids = list(session.scalars(select(Entry.id).where(Entry.tombstone_seen_at < before, dropped)
+                               .limit(limit)))
+    if ids:
+        session.execute(delete(Entry).where(Entry.id.in_(ids)))
+    return len(ids)
+
+
+def compact(conn: Connection) -> None:
+    """SQLite upkeep on an autocommit connection: reclaim free pages, refresh statistics.
+
+    New databases use incremental auto-vacuum (see engine.py); an older one is
+    converted by one full VACUUM once a fifth of it is free pages.
+    PostgreSQL leaves this to autovacuum.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    mode = conn.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+    if mode == 2:
+        # executescript steps the pragma to the end; execute() frees a single page.
+        raw: Any = conn.connection.driver_connection
+        raw.executescript("PRAGMA incremental_vacuum;")
+    else:
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar() or 0
+        if free * 5 > pages:
+            conn.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.exec_driver_sql("VACUUM")
+    conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    conn.exec_driver_sql("ANALYZE")
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -1,0 +1,410 @@
+"""Polling benchmark: Storywatch against feed2exec and newsboat on the same local feeds.
+
+Feeds are static RSS files served by nginx (ETag, Last-Modified and 304s as a
+real site would answer). Scenarios:
+  cold   N feeds x 20 entries, all new, until every entry is stored
+  warm   the same feeds again, unchanged (all 304)
+  mixed  M feeds: 80% unchanged, 15% changed (3 new entries each), 5% errors or slow
+Each tool is measured as a subprocess: wall time, CPU seconds (user+system of
+the whole process tree), peak RSS of the process tree, and entries stored
+(checked against the truth). Run: `bench/poll` (see --help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+SYLLABLES = ("ka ri to mel san vor del ix pa quen lor ti ba nu gre fal om ste ru yan "
+             "cor be dra lin mos pe ur hal zen ko vi sel tar no ew ga fi").split()
+_RNG = random.Random(42)
+WORDS = sorted({"".join(_RNG.choices(SYLLABLES, k=4)) for _ in range(100_000)})
+"""Many made-up words: titles rarely share enough words to cluster,
+as with real news, so the benchmark measures polling rather than one giant story."""
+NOW = datetime.now(UTC).replace(microsecond=0)
+PACKAGES = {"nginx": "nginx", "feed2exec": "feed2exec", "newsboat": "newsboat"}
+
+
+# -- feeds -----------------------------------------------------------------------
+def item_xml(feed: int, n: int, rng: random.Random) -> str:
+    title = " ".join(rng.choice(WORDS) for _ in range(7)).capitalize()
+    text = " ".join(rng.choice(WORDS) for _ in range(60))
+    when = format_datetime(NOW - timedelta(minutes=17 * n + feed % 13), usegmt=True)
+    return (f"<item><guid isPermaLink='false'>f{feed}-e{n}</guid><title>{escape(title)} {n}"
+            f"</title><link>https://site{feed}.example/a/{n}</link><pubDate>{when}</pubDate>"
+            f"<description>{escape(text)}</description></item>")
+
+
+def write_feed(path: Path, feed: int, first: int, count: int) -> None:
+    """Entries first..first+count-1, newest (highest number) first."""
+    rng = random.Random(feed * 7919)
+    items = [item_xml(feed, n, rng) for n in range(first + count - 1, first - 1, -1)]
+    path.write_text(f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+                    f"<title>Site {feed}</title><link>https://site{feed}.example/</link>"
+                    f"<description>bench</description>{''.join(items)}</channel></rss>")
+
+
+@dataclass
+class Corpus:
+    urls: list[str]
+    truth: int
+
+
+def make_cold(root: Path, base: str, feeds: int, entries: int) -> Corpus:
+    (root / "c").mkdir(parents=True, exist_ok=True)
+    for i in range(feeds):
+        write_feed(root / "c" / f"{i}.xml", i, 0, entries)
+    return Corpus([f"{base}/c/{i}.xml" for i in range(feeds)], feeds * entries)
+
+
+def make_mixed(root: Path, base: str, feeds: int, entries: int) -> tuple[Corpus, Callable[[], int]]:
+    """80% plain, 15% to be changed later, 2.5% 503 errors, 2.5% slow (rate-limited by nginx)."""
+    for sub in ("m", "slow"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    urls: list[str] = []
+    changed: list[int] = []
+    truth = 0
+    for i in range(feeds):
+        kind = i % 40
+        if kind == 0:
+            urls.append(f"{base}/err/{i}.xml")
+            continue
+        sub = "slow" if kind == 1 else "m"
+        write_feed(root / sub / f"{i}.xml", 100_000 + i, 0, entries)
+        urls.append(f"{base}/{sub}/{i}.xml")
+        truth += entries
+        if kind in range(2, 8):
+            changed.append(i)
+
+    def change() -> int:
+        for i in changed:
+            write_feed(root / "m" / f"{i}.xml", 100_000 + i, 3, entries)  # 3 new, 3 dropped
+        return len(changed) * 3
+
+    return Corpus(urls, truth), change
+
+
+NGINX_CONF = """
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log crit;
+user root;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/tmp-body;
+  proxy_temp_path {work}/tmp-proxy;
+  fastcgi_temp_path {work}/tmp-fastcgi;
+  uwsgi_temp_path {work}/tmp-uwsgi;
+  scgi_temp_path {work}/tmp-scgi;
+  types {{ application/rss+xml xml; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location /err/ {{ return 503; }}
+    location /slow/ {{ limit_rate 2k; }}
+  }}
+}}
+"""
+
+
+def start_nginx(work: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, root=root, port=port))
+    proc = subprocess.Popen([shutil.which("nginx") or "nginx", "-c", str(conf), "-p", str(work),
+                             "-g", "daemon off;"])
+    for _ in range(100):
+        try:
+            import urllib.request
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/none", timeout=1)
+        except OSError as exc:
+            if "404" in str(exc):
+                return proc
+        time.sleep(0.05)
+    raise SystemExit("nginx did not start; see nginx-error.log")
+
+
+# -- measuring -------------------------------------------------------------------
+def tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def rss_of(pids: list[int]) -> int:
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+@dataclass
+class Result:
+    tool: str
+    scenario: str
+    wall: float
+    cpu: float
+    peak_rss: int
+    stored: int
+    truth: int
+
+
+def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] | None,
+            stored: Callable[[], int], truth: int, log_dir: Path,
+            env: dict[str, str] | None = None, timeout: float = 900) -> Result:
+    """Run `cmd` until it exits (or `done()` holds, then SIGTERM it)."""
+    before = os.times()
+    started = time.monotonic()
+    log = log_dir / f"{tool}-{scenario}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT)
+    peak = 0
+    wall = 0.0
+    while True:
+        peak = max(peak, rss_of(tree(proc.pid)))
+        if proc.poll() is not None:
+            wall = time.monotonic() - started
+            break
+        if done is not None and done():
+            wall = time.monotonic() - started
+            proc.send_signal(signal.SIGTERM)
+            break
+        if time.monotonic() - started > timeout:
+            proc.kill()
+            raise SystemExit(f"{tool} {scenario}: no result within {timeout}s")
+        time.sleep(0.05)
+    proc.wait(timeout=120)
+    if proc.returncode not in (0, -signal.SIGTERM) and done is None:
+        print(f"  {tool} exited {proc.returncode}; see {log}", file=sys.stderr)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system)
+    return Result(tool, scenario, wall, cpu, peak, stored(), truth)
+
+
+def count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return int(con.execute(sql).fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+# -- tools -----------------------------------------------------------------------
+class Storywatch:
+    name = "storywatch"
+
+    def __init__(self, work: Path, urls: list[str]) -> None:
+        self.dir = work / "storywatch"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "rules").mkdir(exist_ok=True)
+        self.db = self.dir / "storywatch.db"
+        self.config = self.dir / "storywatch.yaml"
+        self.config.write_text(
+            f"state_dir: {self.dir}\nrules_dir: {self.dir / 'rules'}\n"
+            "metrics: {enabled: false}\nlog: {level: warning}\n"
+            "polling:\n  concurrency: 64\n  dispatch_interval: 0.05\n"
+            "  min_interval: 1h\n  default_interval: 1h\n  timeout: 30\n"
+            # One local host serves every feed: the politeness limits meant for real
+            # sites would only measure the limits themselves.
+            "  host_concurrency: 64\n  host_spacing: 0\n"
+            "  allowed_networks: ['127.0.0.0/8']\n")
+        opml = self.dir / "feeds.opml"
+        body = "".join(f'<outline type="rss" text="f{i}" xmlUrl="{u}"/>'
+                       for i, u in enumerate(urls))
+        opml.write_text(f"<opml version='2.0'><head/><body>{body}</body></opml>")
+        self.cli("db", "upgrade")
+        self.cli("feeds", "import", str(opml))
+        self.feeds = len(urls)
+
+    def cli(self, *args: str) -> None:
+        subprocess.run([str(PYTHON), "-m", "monitor", "-c", str(self.config), *args],
+                       check=True, stdout=subprocess.DEVNULL, cwd=self.dir)
+
+    def entries(self) -> int:
+        return count(self.db, "SELECT count(*) FROM entries")
+
+    def make_due(self) -> float:
+        with sqlite3.connect(self.db) as con:
+            con.execute("UPDATE feeds SET next_check_at = '2000-01-01 00:00:00.000000'")
+        return time.time()
+
+    def run(self, scenario: str, truth: int, settled: Callable[[], bool]) -> Result:
+        return measure(self.name, scenario,
+                       [str(PYTHON), "-m", "monitor", "-c", str(self.config), "run"],
+                       settled, self.entries, truth, self.dir)
+
+    def checked_since(self, since: float) -> int:
+        stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return count(self.db, f"SELECT count(*) FROM feeds WHERE last_checked_at >= '{stamp}'")
+
+
+class Newsboat:
+    name = "newsboat"
+
+    def __init__(self, work: Path, urls: list[str]) -> None:
+        self.dir = work / "newsboat"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "urls").write_text("\n".join(urls) + "\n")
+        (self.dir / "config").write_text("reload-threads 16\nmax-items 0\n"
+                                         "show-read-feeds yes\ncleanup-on-quit no\n")
+        self.db = self.dir / "cache.db"
+
+    def entries(self) -> int:
+        return count(self.db, "SELECT count(*) FROM rss_item")
+
+    def run(self, scenario: str, truth: int) -> Result:
+        return measure(self.name, scenario,
+                       ["newsboat", "-x", "reload", "-u", str(self.dir / "urls"),
+                        "-c", str(self.db), "-C", str(self.dir / "config")],
+                       None, self.entries, truth, self.dir, env={"HOME": str(self.dir)})
+
+
+class Feed2exec:
+    name = "feed2exec"
+
+    def __init__(self, work: Path, urls: list[str]) -> None:
+        self.dir = work / "feed2exec"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ini = self.dir / "feed2exec.ini"
+        self.ini.write_text("".join(f"[f{i}]\nurl = {u}\noutput = feed2exec.plugins.null\n\n"
+                                    for i, u in enumerate(urls)))
+        self.db = self.dir / "feed2exec.db"
+
+    def entries(self) -> int:
+        return count(self.db, "SELECT count(*) FROM feedcache")
+
+    def run(self, scenario: str, truth: int) -> Result:
+        return measure(self.name, scenario,
+                       ["feed2exec", "--config", str(self.ini), "--database", str(self.db),
+                        "fetch", "--parallel"],
+                       None, self.entries, truth, self.dir, env={"HOME": str(self.dir)})
+
+
+# -- driver ----------------------------------------------------------------------
+def ensure_packages() -> None:
+    missing = [pkg for binary, pkg in PACKAGES.items() if shutil.which(binary) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def show(r: Result, peers: dict[str, Result]) -> None:
+    ok = "==" if r.stored == r.truth else "!="
+    ratios = "  ".join(f"{p.tool}/sw wall {p.wall / r.wall:5.1f}x "
+                       f"cpu {p.cpu / max(r.cpu, 1e-3):5.1f}x"
+                       for p in peers.values() if p.tool != r.tool)
+    print(f"{r.scenario:6} {r.tool:10} wall {r.wall:7.2f}s  cpu {r.cpu:7.2f}s  "
+          f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}"
+          + (f"   {ratios}" if r.tool == "storywatch" and ratios else ""), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--feeds", type=int, default=1000, help="feeds in cold/warm (1000)")
+    ap.add_argument("--entries", type=int, default=20, help="entries per feed (20)")
+    ap.add_argument("--mixed-feeds", type=int, default=10_000,
+                    help="feeds in mixed (10000; 0 skips it)")
+    ap.add_argument("--peers", default="newsboat,feed2exec",
+                    help="peers to run on cold/warm (comma list, empty for none)")
+    ap.add_argument("--mixed-peers", default="newsboat",
+                    help="peers to run on mixed too (feed2exec needs ~15 min there)")
+    ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    ensure_packages()
+    work = Path(tempfile.mkdtemp(prefix="storywatch-bench-"))
+    os.chmod(work, 0o755)
+    root = work / "www"
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, work dir {work}", flush=True)
+    cold = make_cold(root, base, args.feeds, args.entries)
+    nginx = start_nginx(work, root, args.port)
+    try:
+        results: dict[str, dict[str, Result]] = {"cold": {}, "warm": {}, "mixed": {}}
+        sw = Storywatch(work / "cold", cold.urls)
+        t0 = sw.make_due()
+        results["cold"]["storywatch"] = sw.run("cold", cold.truth,
+                                               lambda: sw.entries() >= cold.truth)
+        t0 = sw.make_due()
+        results["warm"]["storywatch"] = sw.run("warm", cold.truth,
+                                               lambda: sw.checked_since(t0) >= sw.feeds)
+        peers = {"newsboat": Newsboat, "feed2exec": Feed2exec}
+        for name in filter(None, args.peers.split(",")):
+            peer = peers[name](work / "cold", cold.urls)
+            results["cold"][name] = peer.run("cold", cold.truth)
+            results["warm"][name] = peer.run("warm", cold.truth)
+        for scenario in ("cold", "warm"):
+            for r in results[scenario].values():
+                show(r, results[scenario])
+
+        if args.mixed_feeds <= 0:
+            return 0
+        mixed, change = make_mixed(root, base, args.mixed_feeds, args.entries)
+        msw = Storywatch(work / "mixed", mixed.urls)
+        msw.make_due()
+        prime = msw.run("prime", mixed.truth, lambda: msw.entries() >= mixed.truth)
+        show(prime, {})
+        mpeers = [peers[n](work / "mixed", mixed.urls) for n in
+                  filter(None, args.mixed_peers.split(","))]
+        for p in mpeers:
+            show(p.run("prime", mixed.truth), {})
+        added = change()
+        t0 = msw.make_due()
+        results["mixed"]["storywatch"] = msw.run(
+            "mixed", mixed.truth + added, lambda: msw.checked_since(t0) >= msw.feeds)
+        for p in mpeers:
+            results["mixed"][p.name] = p.run("mixed", mixed.truth + added)
+        for r in results["mixed"].values():
+            show(r, results["mixed"])
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -489,7 +489,7 @@ class Daemon:
             with self.sessions.begin() as session:
                 queries.release_leases(session, self.owner)
         except Exception:
-            log.exception("could not release feed leases; they expire on their own")
+            log.exception("could not release leases; they expire on their own")
 
     def stop(self) -> None:
         self._stop.set()

@@ -32,10 +32,10 @@ RULE = Rule(id="quake", title="Earthquake reported", severity="high",
 
 
 class Outbox:
-    """Stories, alerts and deliveries in a migrated SQLite database under `tmp`."""
+    """Stories, alerts and deliveries in a migrated database (SQLite under `tmp` or `url`)."""
 
-    def __init__(self, tmp: Path, name: str = "outbox.db") -> None:
-        self.url = f"sqlite:///{tmp / name}"
+    def __init__(self, tmp: Path, name: str = "outbox.db", url: str | None = None) -> None:
+        self.url = url or f"sqlite:///{tmp / name}"
         self.engine = make_engine(self.url)
         upgrade(self.engine)
         self.sessions = session_factory(self.engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitor.daemon import Daemon
+from tests.alerting import Outbox
 from tests.helpers import ROOT, run_daemon, seed_feeds, settings
 from tests.servers import Reply, Server
 
@@ -31,3 +32,15 @@ def test_alert_resolves_after_its_story_goes_quiet(tmp_path: Path, server: Serve
     last = receiver.hits("/hook")[-1].json()
     assert last["status"] == "resolved" and last["seq"] == len(got)
     assert len(last["sources"]) == last["story"]["source_count"] >= 2
+
+
+def test_clean_stop_releases_delivery_leases(tmp_path: Path, receiver: Server) -> None:
+    receiver.routes["/hook"] = Reply(200, delay=2)
+    box = Outbox(tmp_path, "storywatch.db")
+    box.fire(box.story("Quake", ["A", "B"]), ["hook"])
+    cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
+    run_daemon(Daemon(cfg), lambda: bool(receiver.hits("/hook")))
+    [(row, _)] = box.deliveries()
+    assert (row.status, row.lease_owner, row.lease_expires_at) == ("pending", None, None), \
+        "the next start sends it again at once instead of after the 10-minute lease"
+    box.close()

@@ -80,8 +80,12 @@ class Deliverer:
                                 Message(ev.payload, d.idempotency_key, thread)))
             return jobs
 
-    def _record(self, results: list[tuple[Job, Outcome]], now: datetime) -> None:
+    def _record(self, results: list[tuple[Job, Outcome]], now: datetime,
+                in_flight: list[int]) -> None:
         with self.sessions.begin() as session:
+            if in_flight:
+                queries.renew_leases(session, in_flight, self.owner,
+                                     now + timedelta(seconds=self.cfg.lease))
             rows = queries.deliveries_by_id(session, [job.delivery_id for job, _ in results])
             for job, outcome in results:
                 row = rows.get(job.delivery_id)
@@ -140,9 +144,14 @@ class Deliverer:
         jobs = await asyncio.to_thread(self._claim, datetime.now(UTC))
         if not jobs:
             return 0
-        outcomes = await asyncio.gather(*(self._send(job) for job in jobs))
-        await asyncio.to_thread(self._record, list(zip(jobs, outcomes, strict=True)),
-                                datetime.now(UTC))
+        sending = {asyncio.create_task(self._send(job)): job for job in jobs}
+        pending = set(sending)
+        while pending:
+            # Record what has finished and extend the leases of what has not, every half
+            # lease, so a slow receiver's rows are never taken over by another worker.
+            done, pending = await asyncio.wait(pending, timeout=self.cfg.lease / 2)
+            await asyncio.to_thread(self._record, [(sending[t], t.result()) for t in done],
+                                    datetime.now(UTC), [sending[t].delivery_id for t in pending])
         return len(jobs)
 
     async def resend_firing(self) -> None:

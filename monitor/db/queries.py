@@ -142,7 +142,11 @@ def delete_feed(session: Session, feed: Feed) -> None:
 
 
 def release_leases(session: Session, owner: str) -> None:
+    """On a clean stop: the next start takes over this worker's feeds and deliveries at once."""
     session.execute(update(Feed).where(Feed.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None))
+    session.execute(update(Delivery).where(Delivery.lease_owner == owner,
+                                           Delivery.status == "pending")
                     .values(lease_owner=None, lease_expires_at=None))
 
 
@@ -338,6 +342,14 @@ def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
         delivery.lease_expires_at = now + lease
     session.flush()
     return [(d, ev) for d, ev in rows]
+
+
+def renew_leases(session: Session, ids: Sequence[int], owner: str, until: datetime) -> None:
+    """Keep holding rows still being sent (only those this worker holds)."""
+    session.execute(update(Delivery)
+                    .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
+                           Delivery.status == "pending")
+                    .values(lease_expires_at=until))
 
 
 def deliveries_by_id(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:

@@ -62,9 +62,9 @@ class KeywordIndex:
     def lookup(self, event: RuleEvent, field_name: str) -> frozenset[int]:
         """Ids of every term present in the event's field (cached on the event)."""
         key = "terms:" + field_name
-        cached = event._cache.get(key)
+        cached: frozenset[int] | None = event._cache.get(key)
         if cached is not None:
-            return frozenset(cached)
+            return cached
         words = tokens(event.folded(field_name))
         distinct = set(words)
         found: set[int] = set()

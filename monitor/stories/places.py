@@ -166,20 +166,39 @@ def _index() -> tuple[dict[tuple[str, ...], str], int]:
 
 
 def countries(text: str) -> list[str]:
-    """Canonical names of the countries `text` mentions, in order of first mention."""
+    """Canonical names of the countries `text` mentions, in order of first mention.
+
+    A name starts with a capital letter, so only capitalised words are folded
+    and looked up: the cost is in the names a text has, not its length.
+    """
     table, longest = _index()
+    firsts = _first_words()
     raw = _WORD.findall(text)
-    words = [_norm(w) for w in raw]
     found: dict[str, None] = {}
     i = 0
-    while i < len(words):
-        for n in range(min(longest, len(words) - i), 0, -1):
-            key = tuple(words[i:i + n])
-            name = table.get(key)
-            if name and raw[i][:1].isupper() and (
-                    key[0] not in _CASE_SENSITIVE or raw[i].isupper() or "." in raw[i]):
+    while i < len(raw):
+        word = raw[i]
+        if not word[:1].isupper() or _norm_cached(word) not in firsts:
+            i += 1
+            continue
+        if _norm_cached(word) in _CASE_SENSITIVE and not (word.isupper() or "." in word):
+            i += 1
+            continue
+        for n in range(min(longest, len(raw) - i), 0, -1):
+            name = table.get(tuple(_norm_cached(w) for w in raw[i:i + n]))
+            if name:
                 found.setdefault(name)
                 i += n - 1
                 break
         i += 1
     return list(found)
+
+
+@lru_cache(maxsize=65536)
+def _norm_cached(word: str) -> str:
+    return _norm(word)
+
+
+@lru_cache(maxsize=1)
+def _first_words() -> frozenset[str]:
+    return frozenset(key[0] for key in _index()[0])

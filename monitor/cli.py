@@ -56,7 +56,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                if n not in settings.notifiers]
     for file, rule_id, name in unknown:
         print(f"{file}:1:1: rule {rule_id}: notify: unknown notifier {name!r}", file=sys.stderr)
-    if unknown:
+    from monitor.alerts.notify import setup_errors
+
+    broken = setup_errors(dict(settings.notifiers))
+    for error in broken:
+        print(error, file=sys.stderr)
+    if unknown or broken:
         return 1
     print(f"ok: {len(settings.feeds)} feeds, {len(rules)} rules, "
           f"{len(settings.notifiers)} notifiers")
@@ -282,6 +287,67 @@ def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts_dead(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.db import queries
+
+    with _session(settings) as session:
+        rows = queries.dead_letters(session, args.limit)
+        _table([(d.id, ev.alert_id, ev.kind, d.notifier, d.attempts, _when(d.dead_at),
+                 (d.last_error or "-")[:80]) for d, ev in rows],
+               ("DELIVERY", "ALERT", "CHANGE", "NOTIFIER", "ATTEMPTS", "DEAD SINCE", "ERROR"))
+    return 0
+
+
+def cmd_alerts_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-queue a dead letter; the running daemon picks it up on its next delivery tick."""
+    from datetime import UTC, datetime
+
+    from monitor.db import queries
+
+    with _session(settings) as session, session.begin():
+        row = queries.requeue(session, args.id, datetime.now(UTC))
+        if row is None:
+            print(f"storywatch: delivery {args.id} is not a dead letter "
+                  "(see `storywatch alerts dead`)", file=sys.stderr)
+            return 1
+        print(f"delivery {row.id} to {row.notifier} re-queued")
+    return 0
+
+
+def cmd_alerts_preview(args: argparse.Namespace, settings: Settings) -> int:
+    """Render every notifier's message for one rule from a fixture story."""
+    from monitor.alerts.notify import NotifierUnavailable
+    from monitor.alerts.preview import load_fixture, preview
+    from monitor.alerts.render import RenderError
+    from monitor.rules.schema import RuleErrors, load_rules
+
+    try:
+        rules = {lr.rule.id: lr.rule for lr in load_rules(settings.resolved_rules_dir())}
+        fixture = load_fixture(Path(args.fixture) if args.fixture else None)
+    except RuleErrors as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"storywatch: {exc}", file=sys.stderr)
+        return 1
+    if args.rule not in rules:
+        print(f"storywatch: no rule {args.rule!r} (known: {', '.join(sorted(rules))})",
+              file=sys.stderr)
+        return 1
+    try:
+        rendered = preview(rules[args.rule], dict(settings.notifiers), fixture)
+    except (RenderError, NotifierUnavailable) as exc:
+        print(f"storywatch: {exc}", file=sys.stderr)
+        return 1
+    if not rendered:
+        print("storywatch: the rule reaches no configured notifier", file=sys.stderr)
+        return 1
+    for name, kind, text in rendered:
+        print(f"--- {name} ({kind}) ---\n{text}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storywatch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"storywatch {__version__}")
@@ -335,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     al = add("list", cmd_alerts_list, "list alerts and their deliveries", alerts)
     al.add_argument("--limit", type=int, default=50)
     al.add_argument("--json", action="store_true")
+    ad = add("dead", cmd_alerts_dead, "list dead-lettered deliveries", alerts)
+    ad.add_argument("--limit", type=int, default=50)
+    ar = add("retry", cmd_alerts_retry, "re-queue a dead-lettered delivery", alerts)
+    ar.add_argument("id", type=int, help="delivery id (from `storywatch alerts dead`)")
+    ap = add("preview", cmd_alerts_preview, "render every notifier's message for a rule",
+             alerts)
+    ap.add_argument("rule", help="rule id")
+    ap.add_argument("--fixture", help="YAML story fixture (title, event, sources)")
     return parser
 
 

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from monitor.yamlpos import Located, Position, SourceError, load_file, pydantic_errors
@@ -103,20 +104,74 @@ class StoriesConfig(_Model):
     """0 means "use the clusterer's own default"."""
 
 
-class WebhookNotifier(_Model):
+class _NotifierBase(_Model):
+    """What every notifier shares: its retry policy (unset fields use `delivery:`) and template."""
+
+    max_attempts: int | None = Field(default=None, gt=0)
+    max_age: Duration | None = None
+    backoff_initial: Duration | None = None
+    backoff_max: Duration | None = None
+    concurrency: int = Field(default=10, gt=0)
+    """At most this many deliveries in flight to this notifier."""
+    template: str | None = None
+    """Jinja2 (sandboxed) message template; `template_file:` reads it from a file."""
+
+
+class WebhookNotifier(_NotifierBase):
     type: Literal["webhook"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str | None = None
     timeout: Duration = 10.0
+    shape: Literal["storywatch", "alertmanager"] = "storywatch"
+    """`storywatch`: the versioned payload of docs/webhook.md; `alertmanager`: webhook v4."""
 
 
-class ConsoleNotifier(_Model):
+class ConsoleNotifier(_NotifierBase):
     type: Literal["console"]
     stream: Literal["stdout", "stderr"] = "stdout"
 
 
-NotifierConfig = Annotated[WebhookNotifier | ConsoleNotifier, Field(discriminator="type")]
+class SlackNotifier(_NotifierBase):
+    """Incoming-webhook mode (`webhook_url`) or bot mode (`token` + `channel`, threads)."""
+
+    type: Literal["slack"]
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api"
+    timeout: Duration = 10.0
+    concurrency: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackNotifier:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("give either webhook_url (incoming webhook) or token (bot)")
+        if self.token is not None and not self.channel:
+            raise ValueError("bot mode (token) needs a channel")
+        return self
+
+
+class AlertmanagerNotifier(_NotifierBase):
+    type: Literal["alertmanager"]
+    url: str
+    """Alertmanager's base URL, e.g. http://127.0.0.1:9093 (alerts go to /api/v2/alerts)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    resend_interval: Duration = 60.0
+    """Firing alerts are re-sent this often; keep it below Alertmanager's resolve_timeout."""
+
+
+class AppriseNotifier(_NotifierBase):
+    """Any service Apprise reaches (needs the `apprise` extra)."""
+
+    type: Literal["apprise"]
+    urls: list[str] = Field(min_length=1)
+
+
+NotifierConfig = Annotated[
+    WebhookNotifier | ConsoleNotifier | SlackNotifier | AlertmanagerNotifier | AppriseNotifier,
+    Field(discriminator="type")]
 
 
 class DeliveryConfig(_Model):
@@ -126,6 +181,9 @@ class DeliveryConfig(_Model):
     backoff_initial: Duration = 5.0
     backoff_max: Duration = 3600.0
     lease: Duration = 60.0
+    max_age: Duration = 86400.0
+    dead_letter_notifier: str | None = None
+    """Notifier that receives a meta-alert whenever a delivery is dead-lettered."""
 
 
 class MetricsConfig(_Model):
@@ -152,6 +210,13 @@ class Settings(_Model):
     log: LogConfig = LogConfig()
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's folder)."""
+
+    @model_validator(mode="after")
+    def _known_dead_letter_notifier(self) -> Settings:
+        name = self.delivery.dead_letter_notifier
+        if name is not None and name not in self.notifiers:
+            raise ValueError(f"delivery.dead_letter_notifier: unknown notifier {name!r}")
+        return self
 
     def resolved_state_dir(self) -> Path:
         if self.state_dir:

@@ -19,17 +19,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer
-from monitor.alerts.notify import build_notifiers
+from monitor.alerts.notify import NotifierUnavailable, build_notifiers
+from monitor.alerts.outbox import resolve_quiet
+from monitor.alerts.render import RenderError
 from monitor.config import Settings
 from monitor.db import queries
-from monitor.db.engine import is_current, make_engine, session_factory, upgrade
+from monitor.db.engine import (
+    InstanceLocked,
+    is_current,
+    lock_sqlite,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from monitor.feeds import fetch
 from monitor.feeds.guard import AddressGuard
 from monitor.feeds.hosts import HostGate
@@ -41,6 +50,7 @@ from monitor.rules.engine import RuleSet
 from monitor.rules.schema import RuleErrors
 from monitor.sdnotify import Notifier as SdNotifier
 from monitor.stories.cluster import StoryIndex
+from monitor.watchdog import Watchdog
 from monitor.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -82,6 +92,7 @@ class Daemon:
         self._last_tick = time.monotonic()
         self._ready = False
         self._counts: dict[str, int] = {}
+        self._lock: IO[str] | None = None
         p = settings.polling
         self.policy = Policy(p.default_interval, p.min_interval, p.max_interval,
                              p.retry_failed_after, p.max_backoff, p.suspend_after_failures,
@@ -107,6 +118,10 @@ class Daemon:
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
         """Migrate, sync feeds from the config, load rules, rebuild story state."""
+        try:
+            self._lock = lock_sqlite(self.engine)
+        except InstanceLocked as exc:
+            raise StartupError(str(exc)) from exc
         if self.settings.migrate_on_start:
             upgrade(self.engine)
         elif not is_current(self.engine):
@@ -153,6 +168,8 @@ class Daemon:
         the last claim came back full, so a backlog drains at full speed.
         """
         self._last_tick = time.monotonic()
+        metrics.SCHEDULER_LAST_TICK.set(time.time())
+        _test_freeze_hook()
         if self._dispatching:
             self._again = True
             return
@@ -268,6 +285,23 @@ class Daemon:
             metrics.DB_ERRORS.labels("deliver").inc()
             log.exception("delivery tick failed")
 
+    async def alert_upkeep(self) -> None:
+        """Resolve alerts whose stories went quiet; re-send firing ones where needed."""
+        try:
+            async with self._ingest_lock:
+                await asyncio.to_thread(self._resolve_quiet, datetime.now(UTC))
+            await self.deliverer.resend_firing()
+        except Exception:
+            metrics.DB_ERRORS.labels("deliver").inc()
+            log.exception("alert upkeep failed")
+
+    def _resolve_quiet(self, now: datetime) -> None:
+        with self.sessions.begin() as session:
+            resolved = resolve_quiet(session, [c.rule for c in self.rules.rules],
+                                     list(self.settings.notifiers), now)
+        if resolved:
+            metrics.RULE_MATCHES.labels("resolved").inc(len(resolved))
+
     async def housekeeping(self) -> None:
         """Expire old story state and refresh gauges that come from the database."""
         now = datetime.now(UTC)
@@ -286,8 +320,15 @@ class Daemon:
             metrics.HOSTS_HELD.set(queries.held_hosts(session, now))
             pending, age, dead = queries.outbox_stats(session, now)
             self._counts = queries.counts(session)
+            alerts = queries.alerts_by_state(session)
+            metrics.DB_SIZE.set(queries.database_size_bytes(session))
+            last_ok = queries.last_successful_poll(session)
         for state in metrics.FEED_STATES:
             metrics.FEEDS.labels(state).set(states.get(state, 0))
+        for state in metrics.ALERT_STATES:
+            metrics.ALERTS.labels(state).set(alerts.get(state, 0))
+        if last_ok is not None:  # the database remembers across restarts
+            metrics.LAST_SUCCESSFUL_POLL.set(last_ok.timestamp())
         metrics.OUTBOX_PENDING.set(pending)
         metrics.OUTBOX_OLDEST_AGE.set(age)
         metrics.DEAD_LETTERS.set(dead)
@@ -308,14 +349,35 @@ class Daemon:
             return False, detail
         lag = time.monotonic() - self._last_tick
         detail["scheduler_last_tick_seconds_ago"] = round(lag, 1)
-        ticking = lag < max(30.0, 10 * self.settings.polling.dispatch_interval)
+        ticking = lag < self._stall_limit()
         return self._ready and ticking, detail
+
+    def _stall_limit(self) -> float:
+        """Seconds without a dispatch tick after which the scheduler counts as stuck."""
+        half = self.sd.watchdog_interval()
+        return max(2 * half if half else 30.0, 10 * self.settings.polling.dispatch_interval)
+
+    def _ping_db(self) -> None:
+        with self.sessions() as session:
+            queries.ping(session)
+
+    def _start_watchdog(self) -> asyncio.Task[None] | None:
+        interval = self.sd.watchdog_interval()
+        if interval is None:
+            return None
+        dog = Watchdog(self.sd, interval, lambda: self._last_tick, self._stall_limit(),
+                       self._ping_db)
+        return asyncio.create_task(dog.run(self._stop))
 
     # -- main loop ---------------------------------------------------------------
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Run until `stop()` or SIGTERM/SIGINT."""
         metrics.init_labels(list(self.settings.notifiers))
-        await asyncio.to_thread(self.prepare)
+        try:
+            await asyncio.to_thread(self.prepare)
+        except StartupError as exc:
+            self.sd.send(f"STATUS=cannot start: {str(exc).splitlines()[0]}")
+            raise
         p = self.settings.polling
         user_agent = p.user_agent.format(version=__version__, contact=p.contact)
         await self.parsers.start()
@@ -323,9 +385,13 @@ class Daemon:
             headers={"User-Agent": user_agent}, follow_redirects=True, max_redirects=5,
             timeout=httpx.Timeout(self.settings.polling.timeout, connect=10.0),
             limits=httpx.Limits(max_connections=self.settings.polling.concurrency * 2))
-        self.deliverer = Deliverer(self.sessions, build_notifiers(self.settings.notifiers,
-                                                                  self.client),
-                                   self.settings.delivery, self.owner)
+        try:
+            notifiers = build_notifiers(self.settings.notifiers, self.client)
+        except (RenderError, NotifierUnavailable) as exc:
+            await self.client.aclose()
+            raise StartupError(str(exc)) from exc
+        self.deliverer = Deliverer(self.sessions, notifiers, self.settings.delivery, self.owner,
+                                   self.settings.notifiers)
         web = await self._start_web()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -337,12 +403,15 @@ class Daemon:
                           max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.deliver, "interval", seconds=d.interval, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.alert_upkeep, "interval", seconds=d.interval, max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
                           coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.start()
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
         self._ready = True
         self.sd.send("READY=1", self._status_line())
+        watchdog = self._start_watchdog()
         log.info("storywatch running", extra={
             "version": __version__, "feeds": len(self.settings.feeds), "rules": len(self.rules),
             "metrics": f"{web.host}:{web.port}" if web else "off"})
@@ -354,6 +423,8 @@ class Daemon:
             self.sd.send("STOPPING=1")
             log.info("stopping", extra={"inflight": len(self._inflight)})
             scheduler.shutdown(wait=False)
+            if watchdog:
+                await watchdog
             await self._drain()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -362,6 +433,8 @@ class Daemon:
             await self.client.aclose()
             await self.parsers.close()
             self.engine.dispose()
+            if self._lock:
+                self._lock.close()
             log.info("stopped")
 
     async def _start_web(self) -> WebServer | None:
@@ -393,3 +466,13 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _test_freeze_hook() -> None:
+    """Tests only: while `$STORYWATCH_TEST_FREEZE_FILE` exists, block the event loop.
+
+    The watchdog test needs a genuinely stuck loop (not a mock); nothing else sets this.
+    """
+    path = os.environ.get("STORYWATCH_TEST_FREEZE_FILE")
+    while path and os.path.exists(path):
+        time.sleep(0.05)

@@ -165,10 +165,13 @@ class Ingestor:
             members = queries.story_members(session, story_id)
             metrics.RULE_EVALUATIONS.inc()
             for rule in rules.evaluate(story_view(members)):
+                metrics.RULE_MATCHES_BY_RULE.labels(metrics.rule_label(rule.id, len(rules))).inc()
                 change = raise_or_update(session, rule, story, members, notifiers, now)
                 if change:
                     metrics.RULE_MATCHES.labels(change).inc()
                     report.alerts.append(f"{change}:{rule.id}:{story_id}")
+                else:
+                    metrics.SUPPRESSIONS.labels("unchanged").inc()
 
     def _identify(self, session: Session, feed: Feed, parsed: ParsedFeed, now: datetime,
                   report: IngestReport) -> list[queries.StoredEntry]:

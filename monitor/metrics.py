@@ -88,13 +88,45 @@ OUTBOX_OLDEST_AGE = Gauge("storywatch_outbox_oldest_pending_age_seconds",
                           "Age of the oldest pending delivery.", registry=REGISTRY)
 DEAD_LETTERS = Gauge("storywatch_outbox_dead_letters", "Deliveries that gave up.",
                      registry=REGISTRY)
+RESENDS = Counter("storywatch_alert_resends_total",
+                  "Re-sends of firing alerts to receivers that forget them (Alertmanager).",
+                  ["notifier", "result"], registry=REGISTRY)
 
 DB_ERRORS = Counter("storywatch_db_errors_total", "Database errors, by operation.",
                     ["operation"], registry=REGISTRY)
-DB_OPERATIONS = ("ingest", "claim", "deliver", "housekeeping")
+DB_OPERATIONS = ("ingest", "claim", "deliver", "housekeeping", "upkeep")
 CONFIG_ERRORS = Counter("storywatch_config_errors_total",
                         "Invalid config or rule files met at load or reload.",
                         registry=REGISTRY)
+
+RULE_MATCHES_BY_RULE = Counter("storywatch_rule_matches_by_rule_total",
+                               "Rule matches per rule id (\"other\" past MAX_RULE_LABELS rules).",
+                               ["rule_id"], registry=REGISTRY)
+MAX_RULE_LABELS = 100
+SUPPRESSIONS = Counter("storywatch_alert_suppressions_total",
+                       "Rule matches that raised no alert change, by reason.", ["reason"],
+                       registry=REGISTRY)
+SUPPRESSION_REASONS = ("unchanged", "throttled", "silenced")
+ALERTS = Gauge("storywatch_alerts", "Alerts by state.", ["state"], registry=REGISTRY)
+ALERT_STATES = ("firing", "resolved")
+DB_SIZE = Gauge("storywatch_database_size_bytes", "Size of the database on disk.",
+                registry=REGISTRY)
+SCHEDULER_LAST_TICK = Gauge("storywatch_scheduler_last_tick_timestamp_seconds",
+                            "Unix time the dispatch tick last ran.", registry=REGISTRY)
+PRUNED = Counter("storywatch_retention_pruned_total",
+                 "Rows removed or emptied by retention, by kind.", ["kind"], registry=REGISTRY)
+PRUNE_KINDS = ("entry_bodies", "entries", "tombstones", "stories", "alerts")
+UPKEEP_DURATION = Histogram(
+    "storywatch_upkeep_duration_seconds", "Time of one retention and vacuum run.",
+    registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300))
+LAST_UPKEEP = Gauge("storywatch_last_upkeep_timestamp_seconds",
+                    "Unix time of the last completed retention and vacuum run.",
+                    registry=REGISTRY)
+
+
+def rule_label(rule_id: str, rules_loaded: int) -> str:
+    """Per-rule labels only while the rule set is small enough to keep cardinality bounded."""
+    return rule_id if rules_loaded <= MAX_RULE_LABELS else "other"
 
 
 def init_labels(notifiers: list[str]) -> None:
@@ -109,12 +141,16 @@ def init_labels(notifiers: list[str]) -> None:
         STORIES.labels(kind)
     for reason in ASSIGNMENT_REASONS:
         CLUSTER_REASONS.labels(reason)
-    for change in ("firing", "updated"):
+    for change in ("firing", "updated", "resolved"):
         RULE_MATCHES.labels(change)
     for result in ("ok", "error"):
         RULE_RELOADS.labels(result)
     for op in DB_OPERATIONS:
         DB_ERRORS.labels(op)
+    for metric, values in ((SUPPRESSIONS, SUPPRESSION_REASONS), (ALERTS, ALERT_STATES),
+                           (PRUNED, PRUNE_KINDS)):
+        for value in values:
+            metric.labels(value)
     for name in notifiers:
         DELIVERY_DURATION.labels(name)
         for outcome in DELIVERY_OUTCOMES:

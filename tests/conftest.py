@@ -46,6 +46,29 @@ def receiver() -> Iterator[Server]:
     srv.close()
 
 
+PG_ADMIN = os.environ.get("STORYWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        need(False, f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+        raise
+    name = f"storywatch_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture
 def seeds() -> list[tuple[str, str]]:
     """The five seed reports as (headline, body)."""

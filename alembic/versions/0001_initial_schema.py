@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 14:45:23.663063
+Create Date: 2026-11-21
 """
 
 from collections.abc import Sequence
@@ -42,8 +42,8 @@ def upgrade() -> None:
     sa.Column('lease_owner', sa.String(length=100), nullable=True),
     sa.Column('lease_expires_at', monitor.db.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('created_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('url')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_feeds')),
+    sa.UniqueConstraint('url', name=op.f('uq_feeds_url'))
     )
     with op.batch_alter_table('feeds', schema=None) as batch_op:
         batch_op.create_index('ix_feeds_due', ['enabled', 'next_check_at'], unique=False)
@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('group_key', sa.String(length=500), nullable=False),
     sa.Column('state', sa.JSON(), nullable=False),
     sa.Column('updated_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rule_state')),
     sa.UniqueConstraint('rule_id', 'group_key', name='uq_rule_state_key')
     )
     op.create_table('stories',
@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.Column('source_count', sa.Integer(), nullable=False),
     sa.Column('entry_count', sa.Integer(), nullable=False),
     sa.Column('updated_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stories'))
     )
     with op.batch_alter_table('stories', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stories_last_seen_at'), ['last_seen_at'], unique=False)
@@ -85,9 +85,9 @@ def upgrade() -> None:
     sa.Column('first_fired_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('last_changed_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('resolved_at', monitor.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('fingerprint')
+    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_alerts_story_id_stories')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts')),
+    sa.UniqueConstraint('fingerprint', name=op.f('uq_alerts_fingerprint'))
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_alerts_rule_id'), ['rule_id'], unique=False)
@@ -111,9 +111,9 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('story_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('revision', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['feed_id'], ['feeds.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], ),
-    sa.PrimaryKeyConstraint('id'),
+    sa.ForeignKeyConstraint(['feed_id'], ['feeds.id'], name=op.f('fk_entries_feed_id_feeds'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_entries_story_id_stories')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_entries')),
     sa.UniqueConstraint('feed_id', 'entry_key', name='uq_entries_feed_key')
     )
     with op.batch_alter_table('entries', schema=None) as batch_op:
@@ -128,8 +128,8 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('created_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_alert_events_alert_id_alerts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_events')),
     sa.UniqueConstraint('alert_id', 'seq', name='uq_alert_events_seq')
     )
     op.create_table('story_members',
@@ -141,10 +141,10 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=30), nullable=False),
     sa.Column('detail', sa.JSON(), nullable=False),
     sa.Column('joined_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['entry_id'], ['entries.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('entry_id')
+    sa.ForeignKeyConstraint(['entry_id'], ['entries.id'], name=op.f('fk_story_members_entry_id_entries'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_story_members_story_id_stories'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_story_members')),
+    sa.UniqueConstraint('entry_id', name=op.f('uq_story_members_entry_id'))
     )
     with op.batch_alter_table('story_members', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_story_members_story_id'), ['story_id'], unique=False)
@@ -162,8 +162,8 @@ def upgrade() -> None:
     sa.Column('lease_expires_at', monitor.db.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('created_at', monitor.db.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('delivered_at', monitor.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['event_id'], ['alert_events.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
+    sa.ForeignKeyConstraint(['event_id'], ['alert_events.id'], name=op.f('fk_deliveries_event_id_alert_events'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
     sa.UniqueConstraint('event_id', 'notifier', name='uq_deliveries_event_notifier')
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:

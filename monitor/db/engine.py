@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from typing import Any
+import os
+from pathlib import Path
+from typing import IO, Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -17,10 +20,25 @@ from monitor.resources import migrations_dir
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_STATEMENT_TIMEOUT_MS = 60_000
+
+
+def normalise_url(url: str) -> str:
+    """Plain `postgresql://` URLs use psycopg 3, the driver Storywatch ships with."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    PostgreSQL connections are checked before use (so a server restart costs one
+    failed ping, not a failed transaction) and carry a statement timeout so a
+    stuck query cannot hang a tick forever.
+    """
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                                **kwargs)
@@ -35,7 +53,47 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
+    if url.startswith("postgresql"):
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 10)
+        kwargs.setdefault("pool_recycle", 1800)
+        kwargs.setdefault("connect_args", {
+            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            "application_name": "storywatch", "connect_timeout": 10})
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class InstanceLocked(Exception):
+    """Another process already runs Storywatch on this SQLite database."""
+
+
+def lock_sqlite(engine: Engine) -> IO[str] | None:
+    """Hold an exclusive lock next to an SQLite database for the process lifetime.
+
+    SQLite is the embedded, one-instance backend: a second daemon on the same
+    file would poll every feed twice. Returns the open lock file (keep it
+    referenced) or None for other backends.
+    """
+    if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
+        return None
+    if engine.url.database == ":memory:":
+        return None
+    path = Path(engine.url.database).with_suffix(Path(engine.url.database).suffix + ".lock")
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise InstanceLocked(
+            f"another Storywatch instance ({holder}) is using {engine.url.database}; "
+            "SQLite supports one instance - use PostgreSQL to run several") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

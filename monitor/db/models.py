@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -50,7 +51,18 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every constraint named the same way on every backend, so schemas compare equal."""
+
+
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), **_JSON_TYPES}
 
 
@@ -235,11 +247,29 @@ class Delivery(Base):
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]
+    requeued_at: Mapped[datetime | None]
+    """Set by `storywatch alerts retry`: `max_age` counts from here instead."""
 
     __table_args__ = (
         UniqueConstraint("event_id", "notifier", name="uq_deliveries_event_notifier"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
     )
+
+
+class AlertThread(Base):
+    """Where a notifier posted an alert (Slack channel and message `ts`), to reply and edit."""
+
+    __tablename__ = "alert_threads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    notifier: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(100))
+    ts: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("alert_id", "notifier", name="uq_alert_threads_notifier"),)
 
 
 class RuleState(Base):

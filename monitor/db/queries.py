@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from monitor.db.models import (
     Alert,
     AlertEvent,
+    AlertThread,
     Delivery,
     Entry,
     EntryKey,
@@ -304,12 +305,24 @@ def add_alert_event(session: Session, alert: Alert, kind: str, payload: dict[str
 
 def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
                      lease: timedelta) -> list[tuple[Delivery, AlertEvent]]:
-    """Lease due outbox rows (oldest first), skipping rows another worker holds."""
+    """Lease due outbox rows (oldest first), skipping rows another worker holds.
+
+    A row waits while an earlier change of the same alert is still pending
+    for the same notifier, so each notifier sees an alert's changes in order
+    (a Slack thread reply needs its parent first).
+    """
+    earlier, earlier_event = aliased(Delivery), aliased(AlertEvent)
+    blocked = (select(earlier.id).join(earlier_event, earlier_event.id == earlier.event_id)
+               .where(earlier.notifier == Delivery.notifier, earlier.status == "pending",
+                      earlier_event.alert_id == AlertEvent.alert_id,
+                      earlier_event.seq < AlertEvent.seq)
+               .exists())
     rows = session.execute(
         select(Delivery, AlertEvent)
         .join(AlertEvent, AlertEvent.id == Delivery.event_id)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
-               or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now))
+               or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+               ~blocked)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)).all()
@@ -318,6 +331,69 @@ def claim_deliveries(session: Session, owner: str, now: datetime, limit: int,
         delivery.lease_expires_at = now + lease
     session.flush()
     return [(d, ev) for d, ev in rows]
+
+
+def deliveries_by_id(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
+    """Outbox rows in one query, to record a batch's outcomes."""
+    return {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+
+
+def firing_alerts(session: Session, rule_ids: Sequence[str]) -> list[Alert]:
+    if not rule_ids:
+        return []
+    return list(session.scalars(select(Alert).where(Alert.state == "firing",
+                                                    Alert.rule_id.in_(rule_ids))))
+
+
+def alert_threads(session: Session,
+                  alert_ids: Iterable[int]) -> dict[tuple[int, str], AlertThread]:
+    """Threads notifiers opened for these alerts, by (alert id, notifier)."""
+    rows = session.scalars(select(AlertThread).where(AlertThread.alert_id.in_(set(alert_ids))))
+    return {(t.alert_id, t.notifier): t for t in rows}
+
+
+def save_thread(session: Session, alert_id: int, notifier: str, channel: str, ts: str,
+                now: datetime) -> None:
+    """Remember where a notifier posted an alert (the first post wins)."""
+    stmt = (_insert(session)(AlertThread)
+            .values(alert_id=alert_id, notifier=notifier, channel=channel, ts=ts, created_at=now)
+            .on_conflict_do_nothing(index_elements=["alert_id", "notifier"]))
+    session.execute(stmt)
+
+
+def firing_payloads(session: Session, notifier: str) -> list[dict[str, Any]]:
+    """Latest payload of every firing alert this notifier has received at least once."""
+    latest = (select(AlertEvent.alert_id, func.max(AlertEvent.seq).label("seq"))
+              .group_by(AlertEvent.alert_id).subquery())
+    sent = (select(Delivery.id).join(AlertEvent, AlertEvent.id == Delivery.event_id)
+            .where(AlertEvent.alert_id == Alert.id, Delivery.notifier == notifier,
+                   Delivery.status == "delivered").exists())
+    return list(session.scalars(
+        select(AlertEvent.payload)
+        .join(latest, (latest.c.alert_id == AlertEvent.alert_id)
+              & (latest.c.seq == AlertEvent.seq))
+        .join(Alert, Alert.id == AlertEvent.alert_id)
+        .where(Alert.state == "firing", sent)
+        .order_by(Alert.id)))
+
+
+def dead_letters(session: Session, limit: int) -> list[tuple[Delivery, AlertEvent]]:
+    rows = session.execute(
+        select(Delivery, AlertEvent).join(AlertEvent, AlertEvent.id == Delivery.event_id)
+        .where(Delivery.status == "dead")
+        .order_by(Delivery.dead_at.desc(), Delivery.id.desc()).limit(limit))
+    return [(d, ev) for d, ev in rows]
+
+
+def requeue(session: Session, delivery_id: int, now: datetime) -> Delivery | None:
+    """Put a dead letter back in the outbox with fresh attempts; None if it is not dead."""
+    row = session.get(Delivery, delivery_id)
+    if row is None or row.status != "dead":
+        return None
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, now
+    row.requeued_at, row.dead_at = now, None
+    row.lease_owner = row.lease_expires_at = None
+    return row
 
 
 def outbox_stats(session: Session, now: datetime) -> tuple[int, float, int]:
@@ -370,3 +446,33 @@ def list_alerts(session: Session, limit: int) -> list[tuple[Alert, int, int, int
         .order_by(Alert.last_changed_at.desc(), Alert.id.desc()).limit(limit))
     return [(a, int(d), int(p), int(x)) for a, d, p, x in rows]
 
+
+
+# -- operations ----------------------------------------------------------------
+def alerts_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Alert.state, func.count()).group_by(Alert.state))
+    return {state: n for state, n in rows}
+
+
+def last_successful_poll(session: Session) -> datetime | None:
+    """When any feed last fetched successfully: survives restarts, unlike a counter."""
+    return session.scalar(select(func.max(Feed.last_success_at)))
+
+
+def database_size_bytes(session: Session) -> int:
+    """Bytes the database occupies (SQLite: its pages; PostgreSQL: pg_database_size)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    pages = session.scalar(text("PRAGMA page_count")) or 0
+    size = session.scalar(text("PRAGMA page_size")) or 0
+    return int(pages) * int(size)
+
+
+def ping(session: Session) -> None:
+    """A round trip that would block where writes block (SQLite: the write lock).
+
+    The caller rolls back; nothing is written.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+    session.execute(text("SELECT count(*) FROM alembic_version"))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from monitor.config import Duration
 from monitor.yamlpos import Located, Position, SourceError, load_file, pydantic_errors
 
 FIELDS = ("title", "text", "any", "source", "sources", "tags")
@@ -84,6 +85,8 @@ class Rule(_Strict):
     min_sources: int = Field(default=1, ge=1)
     notify: list[str] | None = None
     """Notifier names; `None` means every configured notifier."""
+    resolve_after: Duration | None = None
+    """Resolve the alert once its story has gained no new source for this long."""
 
 
 class RuleFile(_Strict):

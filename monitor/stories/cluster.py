@@ -1,33 +1,48 @@
-"""Online story clustering: exact duplicates first, then TF-IDF + entities within a window.
+"""Online story clustering: exact duplicates, near copies, then TF-IDF + entities in a window.
 
 Each open story keeps a centroid of its members' term vectors; an inverted
 index from a story's top terms to the story finds candidates without scanning
-the window, so cost per entry stays flat as the window grows. IDF is learned
-as documents stream in. `assign` decides without mutating; `add` commits the
-decision, so a rolled-back transaction never leaves phantom members behind.
+the window, so cost per entry stays flat as the window grows. Document
+frequencies count the documents inside the window only, so IDF follows the
+news of the moment and memory is bounded by the window. `assign` decides
+without mutating; `observe` and `add` commit the decision, so a rolled-back
+transaction never leaves phantom members behind.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from array import array
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
+from monitor.stories import nearcopy
 from monitor.stories.features import term_counts
 
-DEFAULT_THRESHOLD = 0.22
-DOC_TERMS = 80
+DEFAULT_THRESHOLD = 0.18
+"""Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
+DOC_TERMS = 40
 """Terms kept per document vector (by weight)."""
-CENTROID_TERMS = 120
+CENTROID_TERMS = 60
 """Terms kept per story centroid."""
-QUERY_TERMS = 25
-"""A document's strongest terms used to look up candidate stories."""
-INDEX_TERMS = 40
+QUERY_TERMS = 12
+"""A document's strongest indexed terms used to look up candidate stories."""
+INDEX_TERMS = 12
 """A story's strongest terms entered into the inverted index."""
+POSTING_SCAN = 200
+"""Most recent stories read per posting list: a term shared by more is not distinctive."""
+CANDIDATES = 24
+"""Stories, ranked by shared query weight, that get a full similarity."""
 MIN_DF_DOCS = 50
 """Below this many documents the IDF is too noisy; a prior keeps it sane."""
+TIME_SCALE = timedelta(hours=12)
+"""Width of the Gaussian time kernel between a document and a story's latest member."""
+SHARED_SHOWN = 8
+"""Top shared terms and entities stored with a decision, to explain it."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,7 @@ class Features:
     vector: dict[str, float]
     """L2-normalised TF-IDF weights of the document's strongest terms."""
     terms: frozenset[str]
+    simhash: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,17 +77,32 @@ class Assignment:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Story:
     story_id: int
-    centroid: dict[str, float]
-    last_at: datetime
+    terms: tuple[str, ...]
+    weights: array[float]
     first_at: datetime
+    last_at: datetime
     size: int = 0
-    indexed: frozenset[str] = frozenset()
+    indexed: tuple[str, ...] = ()
+
+    def vector(self) -> dict[str, float]:
+        return dict(zip(self.terms, self.weights, strict=True))
 
 
-def _normalise(vec: dict[str, float], keep: int) -> dict[str, float]:
+@dataclass(slots=True)
+class _Member:
+    """What the window remembers of one document until it expires."""
+
+    at: datetime
+    entry_id: int
+    story_id: int
+    keys: tuple[int, ...]
+    simhash: int | None
+
+
+def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
     top = sorted(vec.items(), key=lambda kv: kv[1], reverse=True)[:keep]
     norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
     return {t: w / norm for t, w in top}
@@ -83,24 +114,34 @@ class StoryIndex:
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.window = window
         self.threshold = threshold or DEFAULT_THRESHOLD
-        self.df: dict[str, int] = defaultdict(int)
-        self.docs_seen = 0
+        self.df: dict[str, int] = {}
+        self._seen: deque[tuple[datetime, frozenset[str]]] = deque()
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, set[int]] = defaultdict(set)
-        self._exact: dict[str, tuple[int, datetime]] = {}
+        self._postings: dict[str, dict[int, None]] = {}
+        self._members: deque[_Member] = deque()
+        self._exact: dict[int, _Member] = {}
+        self._bands: dict[int, list[_Member]] = {}
 
     # -- features -------------------------------------------------------------
+    @property
+    def docs_seen(self) -> int:
+        """Documents inside the window: the N of the streaming IDF."""
+        return len(self._seen)
+
     def idf(self, term: str) -> float:
         n = max(self.docs_seen, MIN_DF_DOCS)
         return math.log((n + 1) / (self.df.get(term, 0) + 1)) + 1.0
 
     def features(self, doc: Doc) -> Features:
-        counts = term_counts(doc.title, doc.text).weights
-        raw = {t: (1.0 + math.log(c)) * self.idf(t) for t, c in counts.items() if c > 0}
-        return Features(doc, _normalise(raw, DOC_TERMS), frozenset(counts))
+        counts = term_counts(doc.title, doc.text)
+        raw = {t: (1.0 + math.log(c)) * self.idf(t) for t, c in counts.items()
+               if c > 0}
+        return Features(doc, _top_normalised(raw, DOC_TERMS), frozenset(counts),
+                        nearcopy.simhash(doc.title, doc.text))
 
     # -- decisions ------------------------------------------------------------
-    def _exact_keys(self, doc: Doc) -> list[tuple[str, str]]:
+    @staticmethod
+    def _exact_keys(doc: Doc) -> list[tuple[str, str]]:
         keys = []
         if doc.guid:
             keys.append(("exact_guid", "g:" + doc.guid))
@@ -112,97 +153,154 @@ class StoryIndex:
 
     def assign(self, feats: Features) -> Assignment:
         """Pick the story for a document (or none) and say why."""
-        doc = feats.doc
-        for reason, key in self._exact_keys(doc):
-            hit = self._exact.get(key)
-            if hit and hit[0] in self._stories:
-                return Assignment(hit[0], reason, 1.0, {"key": key[2:][:200]})
-        best: tuple[float, int] | None = None
-        for story_id in self._candidates(feats):
-            story = self._stories[story_id]
-            if abs((doc.at - story.last_at).total_seconds()) > self.window.total_seconds():
+        for reason, key in self._exact_keys(feats.doc):
+            hit = self._exact.get(hash(key))
+            if hit and hit.story_id in self._stories:
+                return Assignment(hit.story_id, reason, 1.0,
+                                  {"key": key[2:][:200], "entry": hit.entry_id})
+        return self._near_copy(feats) or self._cluster(feats)
+
+    def _near_copy(self, feats: Features) -> Assignment | None:
+        if feats.simhash is None:
+            return None
+        best: tuple[int, _Member] | None = None
+        for band in nearcopy.bands(feats.simhash):
+            for member in self._bands.get(band, ()):
+                assert member.simhash is not None
+                d = nearcopy.distance(feats.simhash, member.simhash)
+                if (d <= nearcopy.MAX_DISTANCE and member.story_id in self._stories
+                        and (best is None or d < best[0])):
+                    best = (d, member)
+        if best is None:
+            return None
+        d, member = best
+        return Assignment(member.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
+                          {"entry": member.entry_id, "bits_differing": d})
+
+    def _cluster(self, feats: Features) -> Assignment:
+        best: tuple[float, float, _Story] | None = None
+        for story in self._candidates(feats):
+            gap = abs((feats.doc.at - story.last_at).total_seconds())
+            if gap > self.window.total_seconds():
                 continue
-            score = self._similarity(feats.vector, story.centroid)
+            cosine = self._dot(feats.vector, story)
+            score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
             if best is None or score > best[0]:
-                best = (score, story_id)
+                best = (score, cosine, story)
         if best and best[0] >= self.threshold:
-            shared = self._shared_terms(feats.vector, self._stories[best[1]].centroid)
-            return Assignment(best[1], "cluster", round(best[0], 4), {"shared": shared})
+            score, cosine, story = best
+            return Assignment(story.story_id, "cluster", round(score, 4),
+                              {"cosine": round(cosine, 4),
+                               **self._shared(feats.vector, story.vector())})
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
-    def _candidates(self, feats: Features) -> set[int]:
-        query = sorted(feats.vector.items(), key=lambda kv: kv[1], reverse=True)[:QUERY_TERMS]
-        found: set[int] = set()
-        for term, _ in query:
-            found |= self._postings.get(term, set())
-        return found
+    def _candidates(self, feats: Features) -> Iterator[_Story]:
+        """Stories sharing the most query weight, via the inverted index."""
+        postings = self._postings
+        indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
+        weight: dict[int, float] = {}
+        for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
+            for sid in islice(reversed(postings[term]), POSTING_SCAN):
+                weight[sid] = weight.get(sid, 0.0) + w
+        top = sorted(weight, key=weight.__getitem__, reverse=True)[:CANDIDATES]
+        return (self._stories[sid] for sid in top)
 
     @staticmethod
-    def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
-        if len(a) > len(b):
-            a, b = b, a
-        return sum(w * b[t] for t, w in a.items() if t in b)
+    def _dot(vec: dict[str, float], story: _Story) -> float:
+        get = vec.get
+        return sum(w * get(t, 0.0) for t, w in zip(story.terms, story.weights, strict=True))
 
     @staticmethod
-    def _shared_terms(a: dict[str, float], b: dict[str, float], n: int = 8) -> list[str]:
-        contrib = sorted(((w * b[t], t) for t, w in a.items() if t in b), reverse=True)[:n]
-        return [t for _, t in contrib]
+    def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
+        contrib = sorted(((w * b[t], t) for t, w in a.items() if t in b), reverse=True)
+        names = [t for _, t in contrib if t[:2] in ("e:", "k:", "n:")][:SHARED_SHOWN]
+        words = [t for _, t in contrib if t[:2] not in ("e:", "k:", "n:")][:SHARED_SHOWN]
+        return {"terms": words, "entities": names}
 
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
-        """Count the document into the streaming document frequencies."""
-        self.docs_seen += 1
+        """Count the document into the window's document frequencies."""
+        self._seen.append((feats.doc.at, feats.terms))
+        df = self.df
         for term in feats.terms:
-            self.df[term] += 1
+            df[term] = df.get(term, 0) + 1
 
     def add(self, feats: Features, story_id: int) -> None:
         """Record that the document joined (or started) `story_id`."""
         doc = feats.doc
-        story = self._stories.get(story_id)
+        story = self._stories.pop(story_id, None)
         if story is None:
-            story = _Story(story_id, {}, doc.at, doc.at)
-            self._stories[story_id] = story
-        merged = dict(story.centroid)
-        scale = story.size
-        for t in merged:
-            merged[t] *= scale
+            story = _Story(story_id, (), array("f"), doc.at, doc.at)
+        self._stories[story_id] = story  # most recently updated last, for expiry
+        merged = {t: w * story.size for t, w in zip(story.terms, story.weights, strict=True)}
         for t, w in feats.vector.items():
             merged[t] = merged.get(t, 0.0) + w
+        centroid = _top_normalised(merged, CENTROID_TERMS)
+        story.terms, story.weights = tuple(centroid), array("f", centroid.values())
         story.size += 1
-        story.centroid = _normalise(merged, CENTROID_TERMS)
         story.last_at = max(story.last_at, doc.at)
         story.first_at = min(story.first_at, doc.at)
         self._reindex(story)
-        for _, key in self._exact_keys(doc):
-            self._exact.setdefault(key, (story_id, doc.at))
+        member = _Member(doc.at, doc.entry_id, story_id,
+                         tuple(hash(k) for _, k in self._exact_keys(doc)), feats.simhash)
+        self._members.append(member)
+        for key in member.keys:
+            self._exact.setdefault(key, member)
+        if member.simhash is not None:
+            for band in nearcopy.bands(member.simhash):
+                self._bands.setdefault(band, []).append(member)
 
     def _reindex(self, story: _Story) -> None:
-        top = frozenset(sorted(story.centroid, key=story.centroid.__getitem__,
-                               reverse=True)[:INDEX_TERMS])
-        for term in story.indexed - top:
-            self._postings[term].discard(story.story_id)
-            if not self._postings[term]:
-                del self._postings[term]
-        for term in top - story.indexed:
-            self._postings[term].add(story.story_id)
+        """Index the story's top terms; re-entering moves it to the recent end of postings."""
+        top = story.terms[:INDEX_TERMS]
+        for term in set(story.indexed) - set(top):
+            self._unpost(term, story.story_id)
+        for term in top:
+            posting = self._postings.setdefault(term, {})
+            posting.pop(story.story_id, None)
+            posting[story.story_id] = None
         story.indexed = top
 
+    def _unpost(self, term: str, story_id: int) -> None:
+        posting = self._postings.get(term)
+        if posting is not None:
+            posting.pop(story_id, None)
+            if not posting:
+                del self._postings[term]
+
     def expire(self, now: datetime) -> int:
-        """Forget stories and exact keys older than the window; returns stories dropped."""
+        """Forget documents and stories older than the window; returns stories dropped."""
         cutoff = now - self.window
-        old = [sid for sid, s in self._stories.items() if s.last_at < cutoff]
+        while self._seen and self._seen[0][0] < cutoff:
+            for term in self._seen.popleft()[1]:
+                left = self.df[term] - 1
+                if left:
+                    self.df[term] = left
+                else:
+                    del self.df[term]
+        while self._members and self._members[0].at < cutoff:
+            self._forget(self._members.popleft())
+        old = []
+        for sid, story in self._stories.items():
+            if story.last_at >= cutoff:
+                break
+            old.append(sid)
         for sid in old:
-            story = self._stories.pop(sid)
-            for term in story.indexed:
-                posting = self._postings.get(term)
-                if posting is not None:
-                    posting.discard(sid)
-                    if not posting:
-                        del self._postings[term]
-        for key in [k for k, (_, at) in self._exact.items() if at < cutoff]:
-            del self._exact[key]
+            for term in self._stories.pop(sid).indexed:
+                self._unpost(term, sid)
         return len(old)
+
+    def _forget(self, member: _Member) -> None:
+        for key in member.keys:
+            if self._exact.get(key) is member:
+                del self._exact[key]
+        if member.simhash is not None:
+            for band in nearcopy.bands(member.simhash):
+                bucket = self._bands[band]
+                bucket.remove(member)
+                if not bucket:
+                    del self._bands[band]
 
     @property
     def open_stories(self) -> int:

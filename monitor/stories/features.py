@@ -3,18 +3,20 @@
 Reports of one event by different outlets share few phrases but many salient
 words and names (people, places, organisations, numbers such as "145 drones"),
 so the features are folded, lightly stemmed terms plus entity tokens, with the
-headline and lead weighted above the rest of the body.
+headline and lead weighted above the rest of the body. Names are also entered
+as a consonant skeleton so transliteration variants (Sloviansk / Slovyansk,
+Zelensky / Zelenskyy, Kiev / Kyiv) still match.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from functools import lru_cache
 
 from monitor.stories.normalise import fold
 
-STOPWORDS = frozenset("""
+_STOPWORD_TEXT = """
 a about above after again against all also am an and any are aren as at be because been before
 being below between both but by can cannot could couldn did didn do does doesn doing don down
 during each few for from further had hadn has hasn have haven having he her here hers herself him
@@ -29,22 +31,29 @@ tomorrow monday tuesday wednesday thursday friday saturday sunday morning evenin
 mr mrs ms dr via per may might must shall us get got make made many much well still even
 like since around amid across however although though yet already another back way whether
 including include includes part called call calls people percent number set took take
-""".split())
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
-_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_WORD = re.compile(r"[^\W_]+")
 _ENTITY = re.compile(
     r"\b(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}[a-z]?)(?:\s+(?:of\s+|de\s+|al-)?"
     r"(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}))*")
 _NUMBER_PHRASE = re.compile(r"\b(\d[\d,.]*)\s+([A-Za-z]{3,})")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“”]\s+|\n)$")
+_VOWELS = re.compile(r"[aeiouy]+")
 
 TITLE_WEIGHT = 3.0
+"""A headline names the event; it counts three times a body word."""
 LEAD_WEIGHT = 2.0
+"""The lead (first LEAD_WORDS words) says who, what, where; later text drifts."""
 LEAD_WORDS = 60
 BODY_WORDS = 400
+"""Words beyond this are ignored: background paragraphs add noise and cost."""
 ENTITY_WEIGHT = 1.5
+"""Names and numbers are rarer across events than common words."""
 
 
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A deliberately light English stemmer: plurals and common verb endings.
 
@@ -67,33 +76,45 @@ def stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=200_000)
+def skeleton(word: str) -> str:
+    """First letter plus consonants, doubles collapsed: one key for spelling variants."""
+    rest = _VOWELS.sub("", word[1:])
+    out = [word[0]]
+    for c in rest:
+        if c != out[-1]:
+            out.append(c)
+    return "".join(out)
+
+
 def terms(text: str) -> list[str]:
     """Folded, stemmed content words of `text` (stopwords and 1-letter tokens dropped)."""
-    out = []
-    for token in _WORD.findall(fold(text)):
-        token = token.replace("’", "'").split("'")[0]
-        if len(token) < 2 or token in STOPWORDS or (token.isdigit() and len(token) < 2):
-            continue
-        out.append(stem(token))
-    return out
+    return [stem(t) for t in _WORD.findall(fold(text)) if len(t) > 1 and t not in STOPWORDS]
+
+
+def _is_headline_case(text: str) -> bool:
+    """Title Case Headlines capitalise every word, so capitals say nothing there."""
+    words = [w for w in text.split() if w[:1].isalpha() and len(w) > 3]
+    return len(words) >= 3 and sum(w[0].isupper() for w in words) > 0.7 * len(words)
 
 
 def entities(text: str) -> list[str]:
-    """Capitalised names and "number noun" phrases, as folded `e:` tokens.
+    """Names (`e:` phrase and `k:` skeleton of each word) and "number noun" phrases (`n:`).
 
     A single capitalised word at the start of a sentence is ignored: it is
     usually just a capitalised common word.
     """
+    if _is_headline_case(text):
+        return []
     out = []
     for match in _ENTITY.finditer(text):
-        name = match.group(0)
-        words = name.split()
-        if len(words) == 1 and _SENTENCE_START.search(text[max(0, match.start() - 3):
-                                                          match.start()] or "\n"):
+        words = [w for w in _WORD.findall(fold(match.group(0))) if w not in STOPWORDS]
+        if not words or (len(words) == 1 and _SENTENCE_START.search(
+                text[max(0, match.start() - 3):match.start()] or "\n")):
             continue
-        folded = " ".join(stem(w) for w in _WORD.findall(fold(name)) if w not in STOPWORDS)
-        if folded and len(folded) > 2:
-            out.append("e:" + folded)
+        if len(words) > 1:
+            out.append("e:" + " ".join(words))
+        out.extend("k:" + skeleton(w) for w in words if len(w) > 3 and not w.isdigit())
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
@@ -101,19 +122,12 @@ def entities(text: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class TermCounts:
-    """Weighted raw term frequencies of one document, before IDF."""
-
-    weights: dict[str, float]
-
-
-def term_counts(title: str, text: str) -> TermCounts:
-    """Headline and lead count more than the body; entities count extra."""
-    words = text.split()
+def term_counts(title: str, text: str) -> dict[str, float]:
+    """Weighted raw frequencies: headline and lead count more than the body; entities extra."""
+    words = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
     lead = " ".join(words[:LEAD_WORDS])
-    rest = " ".join(words[LEAD_WORDS:BODY_WORDS])
-    counts: dict[str, float] = defaultdict(float)
+    rest = " ".join(words[LEAD_WORDS:])
+    counts: defaultdict[str, float] = defaultdict(float)
     for part, weight in ((title, TITLE_WEIGHT), (lead, LEAD_WEIGHT), (rest, 1.0)):
         if not part:
             continue
@@ -121,4 +135,4 @@ def term_counts(title: str, text: str) -> TermCounts:
             counts[t] += weight
         for e in entities(part):
             counts[e] += weight * ENTITY_WEIGHT
-    return TermCounts(dict(counts))
+    return dict(counts)

@@ -28,6 +28,7 @@ _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "hsa_", "oly_", "vero_", "__
 _MOBILE_HOST = re.compile(r"^(?:m|mobile|amp|www)\.")
 _AMP_PATH = re.compile(r"(?:/amp/?$|/amp(?=/)|\.amp(?=\.html?$|$))")
 _SPACE = re.compile(r"\s+")
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 _PAST_LIMIT = timedelta(days=365 * 20)
 
@@ -110,8 +111,9 @@ def clean_text(value: str | None) -> str:
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form used for matching and hashing."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    if text.isascii():
+        return text.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
 
 
 def content_hash(title: str, text: str) -> str:

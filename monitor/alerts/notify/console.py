@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from monitor.alerts.notify.base import DELIVERED, Outcome
+from monitor.alerts import render
+from monitor.alerts.notify.base import DELIVERED, Message, Outcome
 from monitor.config import ConsoleNotifier as ConsoleConfig
-
-_MARK = {"firing": "ALERT", "updated": "UPDATE", "resolved": "RESOLVED"}
-
-
-def render(payload: dict[str, Any]) -> str:
-    story = payload["story"]
-    lines = [
-        f"[{_MARK.get(payload['event'], payload['event'].upper())}] "
-        f"{payload['rule']['severity'].upper()} {payload['rule']['title']}",
-        f"  story #{story['id']}: {story['title']}",
-        f"  {story['source_count']} source(s), first seen {story['first_seen']}",
-    ]
-    lines += [f"   - {s['name']}: {s['title']}" for s in payload["sources"]]
-    return "\n".join(lines)
 
 
 class ConsoleNotifier:
@@ -29,7 +15,11 @@ class ConsoleNotifier:
     def __init__(self, name: str, cfg: ConsoleConfig) -> None:
         self.name = name
         self.stream = sys.stderr if cfg.stream == "stderr" else sys.stdout
+        self.template = render.compile_template(cfg.template or render.CONSOLE, name)
 
-    async def send(self, payload: dict[str, Any], idempotency_key: str) -> Outcome:
-        print(render(payload), file=self.stream, flush=True)
+    def preview(self, msg: Message) -> str:
+        return render.render(self.template, msg.payload)
+
+    async def send(self, msg: Message) -> Outcome:
+        print(self.preview(msg), file=self.stream, flush=True)
         return DELIVERED

@@ -182,11 +182,14 @@ class Result:
     peak_rss: int
     stored: int
     truth: int
+    polling: float | None = None
+    """Wall time after start-up (Storywatch: from its "running" log line)."""
 
 
 def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] | None,
             stored: Callable[[], int], truth: int, log_dir: Path,
-            env: dict[str, str] | None = None, timeout: float = 900) -> Result:
+            env: dict[str, str] | None = None, timeout: float = 1800,
+            ready_line: bytes | None = None) -> Result:
     """Run `cmd` until it exits (or `done()` holds, then SIGTERM it)."""
     before = os.times()
     started = time.monotonic()
@@ -196,8 +199,14 @@ def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] |
                                 stderr=subprocess.STDOUT)
     peak = 0
     wall = 0.0
+    ready: float | None = None
+    sampled = 0.0
     while True:
-        peak = max(peak, rss_of(tree(proc.pid)))
+        if time.monotonic() - sampled > 0.2:
+            peak = max(peak, rss_of(tree(proc.pid)))
+            sampled = time.monotonic()
+        if ready_line and ready is None and ready_line in log.read_bytes():
+            ready = time.monotonic() - started
         if proc.poll() is not None:
             wall = time.monotonic() - started
             break
@@ -215,7 +224,8 @@ def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] |
     after = os.times()
     cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system)
-    return Result(tool, scenario, wall, cpu, peak, stored(), truth)
+    return Result(tool, scenario, wall, cpu, peak, stored(), truth,
+                  None if ready is None else wall - ready)
 
 
 def count(db: Path, sql: str) -> int:
@@ -240,7 +250,7 @@ class Storywatch:
         self.config = self.dir / "storywatch.yaml"
         self.config.write_text(
             f"state_dir: {self.dir}\nrules_dir: {self.dir / 'rules'}\n"
-            "metrics: {enabled: false}\nlog: {level: warning}\n"
+            "metrics: {enabled: false}\nlog: {level: info}\n"
             "polling:\n  concurrency: 64\n  dispatch_interval: 0.05\n"
             "  min_interval: 1h\n  default_interval: 1h\n  timeout: 30\n"
             # One local host serves every feed: the politeness limits meant for real
@@ -270,7 +280,8 @@ class Storywatch:
     def run(self, scenario: str, truth: int, settled: Callable[[], bool]) -> Result:
         return measure(self.name, scenario,
                        [str(PYTHON), "-m", "monitor", "-c", str(self.config), "run"],
-                       settled, self.entries, truth, self.dir)
+                       settled, self.entries, truth, self.dir,
+                       ready_line=b"storywatch running")
 
     def checked_since(self, since: float) -> int:
         stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -333,7 +344,8 @@ def show(r: Result, peers: dict[str, Result]) -> None:
     ratios = "  ".join(f"{p.tool}/sw wall {p.wall / r.wall:5.1f}x "
                        f"cpu {p.cpu / max(r.cpu, 1e-3):5.1f}x"
                        for p in peers.values() if p.tool != r.tool)
-    print(f"{r.scenario:6} {r.tool:10} wall {r.wall:7.2f}s  cpu {r.cpu:7.2f}s  "
+    polling = f"(polling {r.polling:6.2f}s)" if r.polling is not None else " " * 18
+    print(f"{r.scenario:6} {r.tool:10} wall {r.wall:7.2f}s {polling}  cpu {r.cpu:7.2f}s  "
           f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}"
           + (f"   {ratios}" if r.tool == "storywatch" and ratios else ""), flush=True)
 
@@ -345,6 +357,7 @@ def main() -> int:
     ap.add_argument("--entries", type=int, default=20, help="entries per feed (20)")
     ap.add_argument("--mixed-feeds", type=int, default=10_000,
                     help="feeds in mixed (10000; 0 skips it)")
+    ap.add_argument("--mixed-entries", type=int, default=20, help="entries per mixed feed")
     ap.add_argument("--peers", default="newsboat,feed2exec",
                     help="peers to run on cold/warm (comma list, empty for none)")
     ap.add_argument("--mixed-peers", default="newsboat",
@@ -381,7 +394,7 @@ def main() -> int:
 
         if args.mixed_feeds <= 0:
             return 0
-        mixed, change = make_mixed(root, base, args.mixed_feeds, args.entries)
+        mixed, change = make_mixed(root, base, args.mixed_feeds, args.mixed_entries)
         msw = Storywatch(work / "mixed", mixed.urls)
         msw.make_due()
         prime = msw.run("prime", mixed.truth, lambda: msw.entries() >= mixed.truth)

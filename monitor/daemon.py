@@ -107,6 +107,8 @@ class Daemon:
         self._restarts_seen = 0
         self._dispatching = self._again = self._backlog = False
         self._kicks: set[asyncio.Future[None]] = set()
+        self._states: list[tuple[int, fetch.FetchResult, str | None,
+                                 asyncio.Future[None]]] = []
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.runner = RuleRunner(self._rules, self._notifier_names, self._routes)
         self.ingestor = Ingestor(self.sessions, index, self.runner, self.policy)
@@ -259,9 +261,12 @@ class Daemon:
             log.warning("feed fetch failed", extra={"feed_id": job.feed_id, "outcome": outcome,
                                                     "error": parse_error or result.error})
         try:
-            async with self._ingest_lock:
-                report = await asyncio.to_thread(self.ingestor.apply, job.feed_id, result,
-                                                 parsed, parse_error, datetime.now(UTC))
+            if parsed is None:
+                report = await self._store_state(job.feed_id, result, parse_error)
+            else:
+                async with self._ingest_lock:
+                    report = await asyncio.to_thread(self.ingestor.apply, job.feed_id, result,
+                                                     parsed, parse_error, datetime.now(UTC))
         except Exception:
             log.exception("storing a fetch failed; will retry the feed",
                           extra={"feed_id": job.feed_id})
@@ -276,6 +281,33 @@ class Daemon:
         metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
         if self.on_report:
             self.on_report(job.url, report)
+
+    async def _store_state(self, feed_id: int, result: fetch.FetchResult,
+                           parse_error: str | None) -> IngestReport:
+        """Group commit: polls that only change feed state share one transaction."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._states.append((feed_id, result, parse_error, done))
+        if len(self._states) == 1:
+            flush = asyncio.ensure_future(self._flush_states())
+            self._kicks.add(flush)
+            flush.add_done_callback(self._kicks.discard)
+        await done
+        return IngestReport()
+
+    async def _flush_states(self) -> None:
+        async with self._ingest_lock:
+            batch, self._states = self._states, []
+            try:
+                await asyncio.to_thread(self.ingestor.apply_states,
+                                        [(f, r, e) for f, r, e, _ in batch], datetime.now(UTC))
+            except Exception as exc:  # each poll logs it and defers its feed
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     def _defer_quietly(self, feed_id: int) -> None:
         try:

@@ -83,6 +83,21 @@ class Ingestor:
             self.rebuild_index(now)
             raise
 
+    def apply_states(self, polls: list[tuple[int, fetch.FetchResult, str | None]],
+                     now: datetime) -> None:
+        """Polls that change only feed state (304s, failures): one transaction for all.
+
+        Nothing else depends on them (no entries, no stories), so a group commit
+        keeps the one-fetch-one-transaction guarantee where it matters.
+        """
+        try:
+            with self.sessions.begin() as session:
+                for feed_id, result, parse_error in polls:
+                    self._apply(session, feed_id, result, None, parse_error, now)
+        except Exception:
+            metrics.DB_ERRORS.labels("ingest").inc()
+            raise
+
     def _apply(self, session: Session, feed_id: int, result: fetch.FetchResult,
                parsed: ParsedFeed | None, parse_error: str | None,
                now: datetime) -> IngestReport:

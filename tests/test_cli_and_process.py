@@ -111,7 +111,7 @@ def test_daemon_refuses_to_start_with_broken_rules(tmp_path: Path) -> None:
 
 
 def test_demo_shows_stories_and_alerts(tmp_path: Path) -> None:
-    result = storywatch("demo", "--speed", "6", "--duration", "14", cwd=tmp_path)
+    result = storywatch("demo", "--speed", "6", "--duration", "25", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "new story #" in out

@@ -84,6 +84,8 @@ class CompiledRule:
     signals: dict[str, tuple[Signal, Matcher]]
     correlator: Correlator
     version: str
+    trigger: frozenset[int] | None = None
+    """Keyword ids one of which an event must contain for any signal to match."""
 
     @property
     def is_silence(self) -> bool:
@@ -95,6 +97,11 @@ class CompiledRule:
 class RuleSet:
     rules: tuple[CompiledRule, ...]
     inhibit: tuple[InhibitRule, ...] = ()
+    compiler: Compiler = field(default_factory=Compiler)
+    by_term: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Keyword id → indexes of the rules it can trigger."""
+    always: tuple[int, ...] = ()
+    """Indexes of rules without a keyword trigger: evaluated for every event."""
 
     @classmethod
     def compile(cls, loaded: list[LoadedRule],
@@ -104,12 +111,30 @@ class RuleSet:
         for lr in loaded:
             if not lr.rule.enabled:
                 continue
-            signals = {name: (sig, compiler.predicate(sig))
-                       for name, sig in lr.rule.effective_signals().items()}
+            sigs = lr.rule.effective_signals()
+            signals = {name: (sig, compiler.predicate(sig)) for name, sig in sigs.items()}
+            triggers = [compiler.trigger(sig) for sig in sigs.values()]
+            trigger = (None if any(t is None for t in triggers) or not triggers
+                       else frozenset().union(*(t for t in triggers if t is not None)))
             out.append(CompiledRule(lr.rule, lr.file, signals,
                                     Correlator(lr.rule.effective_correlation()),
-                                    lr.rule.digest_key()))
-        return cls(tuple(out), tuple(inhibit or ()))
+                                    lr.rule.digest_key(), trigger))
+        by_term: dict[int, list[int]] = {}
+        for i, c in enumerate(out):
+            for term in c.trigger or ():
+                by_term.setdefault(term, []).append(i)
+        return cls(tuple(out), tuple(inhibit or ()), compiler,
+                   {t: tuple(ix) for t, ix in by_term.items()},
+                   tuple(i for i, c in enumerate(out) if c.trigger is None))
+
+    def candidates(self, event: RuleEvent) -> list[CompiledRule]:
+        """The rules that can match the event, in rule order."""
+        if not self.by_term:
+            return list(self.rules)
+        found = set(self.always)
+        for term in self.compiler.keywords.lookup(event, "any").intersection(self.by_term):
+            found.update(self.by_term[term])
+        return [self.rules[i] for i in sorted(found)]
 
     @classmethod
     def from_bundle(cls, bundle: RuleBundle) -> RuleSet:
@@ -170,7 +195,7 @@ class Engine:
     def process(self, event: RuleEvent) -> list[Hit]:
         """Every hit this event causes, across the rule set."""
         hits: list[Hit] = []
-        for compiled in self.rules.rules:
+        for compiled in self.rules.candidates(event):
             signals = self.signals_matched(compiled, event)
             resolve = compiled.rule.resolve_when
             if resolve in signals:

@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import Any
 
 from monitor.stories.features import entities
-from monitor.stories.normalise import fold
 from monitor.stories.places import countries
 
 STORY_CHANGES = ("created", "source_added", "updated")
@@ -70,12 +69,15 @@ class RuleEvent:
             return {"source": self.source, "feed": self.source, "change": self.change}[name]
         return "\n".join(self.values(name))
 
-    def folded(self, name: str) -> str:
-        key = "folded:" + name
-        if key not in self._cache:
-            self._cache[key] = fold(self.raw(name))
-        value: str = self._cache[key]
-        return value
+    def parts(self, name: str) -> tuple[str, ...]:
+        """The field as its entries' separate texts (a story's title is all its titles)."""
+        if name == "title":
+            return self.titles
+        if name == "text":
+            return self.texts
+        if name == "any":
+            return self.titles + self.texts
+        return (self.raw(name),)
 
     def values(self, name: str) -> tuple[str, ...]:
         """The field as discrete values (for equals, in, exists, group_by, distinct)."""

@@ -11,7 +11,7 @@ respects word boundaries: `strike` does not match "striker"; `strike*` matches
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +21,8 @@ from monitor.stories.normalise import fold
 
 Matcher = Callable[[RuleEvent], bool]
 _TOKEN = re.compile(r"\w+")
+MEMO_TEXTS = 20_000
+"""Entry texts whose terms are remembered (least recently used are forgotten)."""
 
 
 def tokens(text: str) -> list[str]:
@@ -37,6 +39,7 @@ class KeywordIndex:
     _prefix_lengths: set[int] = field(default_factory=set)
     _phrases: dict[str, list[tuple[tuple[str, ...], bool, int]]] = field(
         default_factory=lambda: defaultdict(list))
+    _memo: OrderedDict[str, frozenset[int]] = field(default_factory=OrderedDict)
 
     def term(self, text: str) -> int:
         """Register a term (`word`, `word*`, or a phrase) and return its id."""
@@ -60,30 +63,44 @@ class KeywordIndex:
         return tid
 
     def lookup(self, event: RuleEvent, field_name: str) -> frozenset[int]:
-        """Ids of every term present in the event's field (cached on the event)."""
+        """Ids of every term present in the event's field (cached on the event).
+
+        A story's field is the union of its entries' texts, and a term is in the
+        story when it is in any entry, so each entry text is scanned once and
+        remembered: a story that grows costs only its new entry.
+        """
         key = "terms:" + field_name
         cached: frozenset[int] | None = event._cache.get(key)
         if cached is not None:
             return cached
-        words = tokens(event.folded(field_name))
+        result = frozenset().union(*(self._scan(part) for part in event.parts(field_name)))
+        event._cache[key] = result
+        return result
+
+    def _scan(self, text: str) -> frozenset[int]:
+        known = self._memo.get(text)
+        if known is not None:
+            self._memo.move_to_end(text)
+            return known
+        words = tokens(fold(text))
         distinct = set(words)
         found: set[int] = set()
-        for word in distinct:
-            hit = self._exact.get(word)
-            if hit:
-                found |= hit
-            for length in self._prefix_lengths:
-                if len(word) >= length:
-                    hit = self._prefix.get(word[:length])
-                    if hit:
-                        found |= hit
-        if self._phrases:
-            for i, word in enumerate(words):
-                for phrase, prefix, tid in self._phrases.get(word, ()):
+        # Set intersections run in C: the cost is the text's length, not the rule count.
+        for word in distinct.intersection(self._exact):
+            found |= self._exact[word]
+        for length in self._prefix_lengths:
+            heads = {w[:length] for w in distinct if len(w) >= length}
+            for head in heads.intersection(self._prefix):
+                found |= self._prefix[head]
+        for word in distinct.intersection(self._phrases):
+            for i in (i for i, w in enumerate(words) if w == word):
+                for phrase, prefix, tid in self._phrases[word]:
                     if tid not in found and _phrase_at(words, i, phrase, prefix):
                         found.add(tid)
         result = frozenset(found)
-        event._cache[key] = result
+        self._memo[text] = result
+        if len(self._memo) > MEMO_TEXTS:
+            self._memo.popitem(last=False)
         return result
 
 
@@ -97,6 +114,24 @@ def _phrase_at(words: list[str], i: int, phrase: tuple[str, ...], prefix: bool) 
     return last.startswith(phrase[-1]) if prefix else last == phrase[-1]
 
 
+def _per_part(name: str, test: Callable[[str], bool]) -> Matcher:
+    """A story matches when one of its entries does; each entry text is tested once."""
+    memo: OrderedDict[str, bool] = OrderedDict()
+
+    def matches(event: RuleEvent) -> bool:
+        for part in event.parts(name):
+            known = memo.get(part)
+            if known is None:
+                known = memo[part] = test(part)
+                if len(memo) > MEMO_TEXTS:
+                    memo.popitem(last=False)
+            if known:
+                return True
+        return False
+
+    return matches
+
+
 def term_regex(term: str) -> str:
     """A case-sensitive keyword as a regex with the same word-boundary rules."""
     prefix = term.strip().endswith("*")
@@ -104,11 +139,44 @@ def term_regex(term: str) -> str:
     return r"(?<!\w)" + body + (r"\w*" if prefix else r"(?!\w)")
 
 
+TEXT_FIELDS = frozenset({"title", "text", "any", "summary"})
+"""Fields whose keywords are all found by a lookup of `any` (summary aside)."""
+
+
 class Compiler:
     """Turns predicates into matchers that share one keyword index."""
 
     def __init__(self) -> None:
         self.keywords = KeywordIndex()
+
+    def trigger(self, pred: Predicate) -> frozenset[int] | None:
+        """Terms at least one of which must occur in `any` for the predicate to hold.
+
+        None when no such set exists (e.g. a rule on sources or a regex): such
+        predicates are evaluated for every event. The engine uses triggers to skip
+        rules that cannot match, so most of a large rule set costs nothing.
+        """
+        options = [t for t in (self._item_trigger(i) for i in pred.all) if t is not None]
+        if options:
+            return min(options, key=len)
+        if pred.any:
+            parts = [self._item_trigger(i) for i in pred.any]
+            if all(p is not None for p in parts):
+                return frozenset().union(*(p for p in parts if p is not None))
+        return None
+
+    def _item_trigger(self, item: Condition | MacroRef | Predicate) -> frozenset[int] | None:
+        if isinstance(item, Predicate):
+            return self.trigger(item)
+        if isinstance(item, MacroRef) or item.case_sensitive or item.field not in TEXT_FIELDS \
+                or item.field == "summary":
+            return None
+        terms = {"contains": [item.contains], "phrase": [item.phrase]}.get(
+            item.operator, item.contains_any or item.contains_all)
+        if item.operator not in ("contains", "phrase", "contains_any", "contains_all") or \
+                not terms:
+            return None
+        return frozenset(self.keywords.term(t) for t in terms if t)
 
     def predicate(self, pred: Predicate) -> Matcher:
         alls = [self._item(i) for i in pred.all]
@@ -145,7 +213,7 @@ class Compiler:
         if op == "regex":
             assert cond.regex is not None
             pattern = re.compile(cond.regex, 0 if cond.case_sensitive else re.IGNORECASE)
-            return lambda event: pattern.search(event.raw(name)) is not None
+            return _per_part(name, lambda text: pattern.search(text) is not None)
         if op == "exists":
             wanted = bool(cond.exists)
             return lambda event: bool(event.values(name)) == wanted
@@ -170,7 +238,7 @@ class Compiler:
         if need_all:
             return lambda event: all(p.search(event.raw(name)) for p in patterns)
         combined = re.compile("|".join(p.pattern for p in patterns))
-        return lambda event: combined.search(event.raw(name)) is not None
+        return _per_part(name, lambda text: combined.search(text) is not None)
 
     @staticmethod
     def _equality(name: str, options: list[str | float], case_sensitive: bool) -> Matcher:

@@ -35,8 +35,8 @@ INDEX_TERMS = 12
 """A story's strongest terms entered into the inverted index."""
 POSTING_SCAN = 200
 """Most recent stories read per posting list: a term shared by more is not distinctive."""
-CANDIDATES = 24
-"""Stories, ranked by shared query weight, that get a full similarity."""
+CANDIDATES = 8
+"""Stories, ranked by partial dot product, that get a full similarity."""
 MIN_DF_DOCS = 50
 """Below this many documents the IDF is too noisy; a prior keeps it sane."""
 TIME_SCALE = timedelta(hours=12)
@@ -117,7 +117,8 @@ class StoryIndex:
         self.df: dict[str, int] = {}
         self._seen: deque[tuple[datetime, frozenset[str]]] = deque()
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, dict[int, None]] = {}
+        self._postings: dict[str, dict[int, float]] = {}
+        """term → {story: the term's weight in its centroid}, least recently updated first."""
         self._members: deque[_Member] = deque()
         self._exact: dict[int, _Member] = {}
         self._bands: dict[int, list[_Member]] = {}
@@ -128,13 +129,11 @@ class StoryIndex:
         """Documents inside the window: the N of the streaming IDF."""
         return len(self._seen)
 
-    def idf(self, term: str) -> float:
-        n = max(self.docs_seen, MIN_DF_DOCS)
-        return math.log((n + 1) / (self.df.get(term, 0) + 1)) + 1.0
-
     def features(self, doc: Doc) -> Features:
         counts = term_counts(doc.title, doc.text)
-        raw = {t: (1.0 + math.log(c)) * self.idf(t) for t, c in counts.items()
+        df, log = self.df, math.log
+        log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
+        raw = {t: (1.0 + log(c)) * (log_n - log(df.get(t, 0) + 1)) for t, c in counts.items()
                if c > 0}
         return Features(doc, _top_normalised(raw, DOC_TERMS), frozenset(counts),
                         nearcopy.simhash(doc.title, doc.text))
@@ -196,14 +195,16 @@ class StoryIndex:
                           {"best": round(best[0], 4) if best else 0.0})
 
     def _candidates(self, feats: Features) -> Iterator[_Story]:
-        """Stories sharing the most query weight, via the inverted index."""
+        """Stories with the largest partial dot product over indexed terms."""
         postings = self._postings
         indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
-        weight: dict[int, float] = {}
+        partial: dict[int, float] = {}
+        get = partial.get
         for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            for sid in islice(reversed(postings[term]), POSTING_SCAN):
-                weight[sid] = weight.get(sid, 0.0) + w
-        top = sorted(weight, key=weight.__getitem__, reverse=True)[:CANDIDATES]
+            posting = postings[term]
+            for sid in islice(reversed(posting), POSTING_SCAN):
+                partial[sid] = get(sid, 0.0) + w * posting[sid]
+        top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
         return (self._stories[sid] for sid in top)
 
     @staticmethod
@@ -256,10 +257,10 @@ class StoryIndex:
         top = story.terms[:INDEX_TERMS]
         for term in set(story.indexed) - set(top):
             self._unpost(term, story.story_id)
-        for term in top:
+        for term, weight in zip(top, story.weights, strict=False):
             posting = self._postings.setdefault(term, {})
             posting.pop(story.story_id, None)
-            posting[story.story_id] = None
+            posting[story.story_id] = weight
         story.indexed = top
 
     def _unpost(self, term: str, story_id: int) -> None:

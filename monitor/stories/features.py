@@ -108,9 +108,10 @@ def _names(text: str) -> list[list[str]]:
     return out
 
 
-def entities(text: str) -> list[str]:
+def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
     """Multi-word names (`e:`) and "number noun" phrases such as "145 drones" (`n:`)."""
-    out = ["e:" + " ".join(name) for name in _names(text) if len(name) > 1]
+    found = _names(text) if names is None else names
+    out = ["e:" + " ".join(name) for name in found if len(name) > 1]
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
@@ -128,13 +129,12 @@ def term_counts(title: str, text: str) -> dict[str, float]:
     body = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
     parts = ((title, TITLE_WEIGHT), (" ".join(body[:LEAD_WORDS]), LEAD_WEIGHT),
              (" ".join(body[LEAD_WORDS:]), 1.0))
-    names = {stem(w) for part, _ in parts for name in _names(part) for w in name}
+    found = [(part, weight, _names(part)) for part, weight in parts if part]
+    names = {stem(w) for _, _, part_names in found for name in part_names for w in name}
     counts: defaultdict[str, float] = defaultdict(float)
-    for part, weight in parts:
-        if not part:
-            continue
+    for part, weight, part_names in found:
         for t in terms(part):
             counts[t] += weight * (NAME_WEIGHT if t in names else 1.0)
-        for e in entities(part):
+        for e in entities(part, part_names):
             counts[e] += weight * ENTITY_WEIGHT
     return dict(counts)

@@ -37,7 +37,7 @@ def simhash(title: str, text: str) -> int | None:
     words = fold(f"{title} {text}").split()
     if len(words) < MIN_WORDS:
         return None
-    h = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
+    h = np.array(list(map(_word_hash, words)), dtype=np.uint64)
     with np.errstate(over="ignore"):
         pairs = h[:-1] * _MIX + h[1:]
         pairs ^= pairs >> np.uint64(31)

@@ -41,6 +41,10 @@ MIN_DF_DOCS = 50
 """Below this many documents the IDF is too noisy; a prior keeps it sane."""
 TIME_SCALE = timedelta(hours=12)
 """Width of the Gaussian time kernel between a document and a story's latest member."""
+NO_SHARED_NAME = 0.8
+"""Score factor when both sides name people or places but none in common: another event."""
+STORY_NAMES = 24
+"""Names remembered per story for that test."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
 
@@ -66,6 +70,7 @@ class Features:
     """L2-normalised TF-IDF weights of the document's strongest terms."""
     terms: frozenset[str]
     simhash: int | None = None
+    names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class _Story:
     last_at: datetime
     size: int = 0
     indexed: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
     def vector(self) -> dict[str, float]:
         return dict(zip(self.terms, self.weights, strict=True))
@@ -130,13 +136,14 @@ class StoryIndex:
         return len(self._seen)
 
     def features(self, doc: Doc) -> Features:
-        counts = term_counts(doc.title, doc.text)
+        found = term_counts(doc.title, doc.text)
+        counts = found.weights
         df, log = self.df, math.log
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
         raw = {t: (1.0 + log(c)) * (log_n - log(df.get(t, 0) + 1)) for t, c in counts.items()
                if c > 0}
         return Features(doc, _top_normalised(raw, DOC_TERMS), frozenset(counts),
-                        nearcopy.simhash(doc.title, doc.text))
+                        nearcopy.simhash(doc.title, doc.text), found.names)
 
     # -- decisions ------------------------------------------------------------
     @staticmethod
@@ -184,6 +191,8 @@ class StoryIndex:
                 continue
             cosine = self._dot(feats.vector, story)
             score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
+            if feats.names and story.names and feats.names.isdisjoint(story.names):
+                score *= NO_SHARED_NAME
             if best is None or score > best[0]:
                 best = (score, cosine, story)
         if best and best[0] >= self.threshold:
@@ -240,6 +249,8 @@ class StoryIndex:
         centroid = _top_normalised(merged, CENTROID_TERMS)
         story.terms, story.weights = tuple(centroid), array("f", centroid.values())
         story.size += 1
+        if len(story.names) < STORY_NAMES:
+            story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
         story.last_at = max(story.last_at, doc.at)
         story.first_at = min(story.first_at, doc.at)
         self._reindex(story)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 
 from monitor.stories.normalise import fold
@@ -119,7 +120,15 @@ def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
     return out
 
 
-def term_counts(title: str, text: str) -> dict[str, float]:
+@dataclass(frozen=True)
+class TermCounts:
+    weights: dict[str, float]
+    """Weighted raw frequency of each term and entity, before IDF."""
+    names: frozenset[str]
+    """Last word of each name (surname, "of Y" place): who and where the report is about."""
+
+
+def term_counts(title: str, text: str) -> TermCounts:
     """Weighted raw frequencies of terms and entities.
 
     Headline and lead count more than the body. A word used as a name anywhere
@@ -137,4 +146,5 @@ def term_counts(title: str, text: str) -> dict[str, float]:
             counts[t] += weight * (NAME_WEIGHT if t in names else 1.0)
         for e in entities(part, part_names):
             counts[e] += weight * ENTITY_WEIGHT
-    return dict(counts)
+    heads = frozenset(stem(name[-1]) for _, _, part_names in found for name in part_names)
+    return TermCounts(dict(counts), heads)

@@ -45,6 +45,8 @@ NO_SHARED_NAME = 0.8
 """Score factor when both sides name people or places but none in common: another event."""
 STORY_NAMES = 24
 """Names remembered per story for that test."""
+COPIES_KEPT = 8
+"""Latest members per story whose SimHash a near copy is compared with."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
 
@@ -92,6 +94,8 @@ class _Story:
     size: int = 0
     indexed: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
+    copies: tuple[tuple[int, int], ...] = ()
+    """(SimHash, entry id) of the latest members, for the near-copy test."""
 
     def vector(self) -> dict[str, float]:
         return dict(zip(self.terms, self.weights, strict=True))
@@ -105,7 +109,6 @@ class _Member:
     entry_id: int
     story_id: int
     keys: tuple[int, ...]
-    simhash: int | None
 
 
 def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
@@ -127,7 +130,6 @@ class StoryIndex:
         """term → {story: the term's weight in its centroid}, least recently updated first."""
         self._members: deque[_Member] = deque()
         self._exact: dict[int, _Member] = {}
-        self._bands: dict[int, list[_Member]] = {}
 
     # -- features -------------------------------------------------------------
     @property
@@ -164,31 +166,31 @@ class StoryIndex:
             if hit and hit.story_id in self._stories:
                 return Assignment(hit.story_id, reason, 1.0,
                                   {"key": key[2:][:200], "entry": hit.entry_id})
-        return self._near_copy(feats) or self._cluster(feats)
+        candidates = [story for story in self._candidates(feats)
+                      if abs(feats.doc.at - story.last_at) <= self.window]
+        return self._near_copy(feats, candidates) or self._cluster(feats, candidates)
 
-    def _near_copy(self, feats: Features) -> Assignment | None:
+    @staticmethod
+    def _near_copy(feats: Features, candidates: list[_Story]) -> Assignment | None:
+        """A copy shares nearly every term, so its story is among the candidates."""
         if feats.simhash is None:
             return None
-        best: tuple[int, _Member] | None = None
-        for band in nearcopy.bands(feats.simhash):
-            for member in self._bands.get(band, ()):
-                assert member.simhash is not None
-                d = nearcopy.distance(feats.simhash, member.simhash)
-                if (d <= nearcopy.MAX_DISTANCE and member.story_id in self._stories
-                        and (best is None or d < best[0])):
-                    best = (d, member)
+        best: tuple[int, int, _Story] | None = None
+        for story in candidates:
+            for signature, entry_id in story.copies:
+                d = nearcopy.distance(feats.simhash, signature)
+                if d <= nearcopy.MAX_DISTANCE and (best is None or d < best[0]):
+                    best = (d, entry_id, story)
         if best is None:
             return None
-        d, member = best
-        return Assignment(member.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
-                          {"entry": member.entry_id, "bits_differing": d})
+        d, entry_id, story = best
+        return Assignment(story.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
+                          {"entry": entry_id, "bits_differing": d})
 
-    def _cluster(self, feats: Features) -> Assignment:
+    def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
         best: tuple[float, float, _Story] | None = None
-        for story in self._candidates(feats):
+        for story in candidates:
             gap = abs((feats.doc.at - story.last_at).total_seconds())
-            if gap > self.window.total_seconds():
-                continue
             cosine = self._dot(feats.vector, story)
             score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
             if feats.names and story.names and feats.names.isdisjoint(story.names):
@@ -254,14 +256,13 @@ class StoryIndex:
         story.last_at = max(story.last_at, doc.at)
         story.first_at = min(story.first_at, doc.at)
         self._reindex(story)
+        if feats.simhash is not None:
+            story.copies = (*story.copies, (feats.simhash, doc.entry_id))[-COPIES_KEPT:]
         member = _Member(doc.at, doc.entry_id, story_id,
-                         tuple(hash(k) for _, k in self._exact_keys(doc)), feats.simhash)
+                         tuple(hash(k) for _, k in self._exact_keys(doc)))
         self._members.append(member)
         for key in member.keys:
             self._exact.setdefault(key, member)
-        if member.simhash is not None:
-            for band in nearcopy.bands(member.simhash):
-                self._bands.setdefault(band, []).append(member)
 
     def _reindex(self, story: _Story) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
@@ -307,12 +308,6 @@ class StoryIndex:
         for key in member.keys:
             if self._exact.get(key) is member:
                 del self._exact[key]
-        if member.simhash is not None:
-            for band in nearcopy.bands(member.simhash):
-                bucket = self._bands[band]
-                bucket.remove(member)
-                if not bucket:
-                    del self._bands[band]
 
     @property
     def open_stories(self) -> int:

@@ -25,7 +25,6 @@ A one-word swap plus a trimmed sentence in a 50-word lead moves 4-12 bits;
 unrelated texts come this close with probability ~5e-7 (binomial 64, 1/2)."""
 MIN_WORDS = 12
 """Shorter texts (a bare headline) carry too few word pairs for a meaningful signature."""
-_SHIFTS = np.arange(BITS, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -46,13 +45,12 @@ def simhash(title: str, text: str) -> int | None:
     if len(words) < MIN_WORDS:
         return None
     h = np.array(list(map(_word_hash, words)), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        pairs = h[:-1] * _MIX + h[1:]
-        pairs ^= pairs >> np.uint64(31)
-        pairs *= _MIX
-        pairs ^= pairs >> np.uint64(29)
-    ones = ((pairs[:, None] >> _SHIFTS) & np.uint64(1)).sum(axis=0)
-    bits = ones * 2 > len(pairs)
+    pairs = h[:-1] * _MIX + h[1:]  # array arithmetic wraps modulo 2**64 silently
+    pairs ^= pairs >> np.uint64(31)
+    pairs *= _MIX
+    pairs ^= pairs >> np.uint64(29)
+    ones = np.unpackbits(pairs.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    bits = ones.sum(axis=0) * 2 > len(pairs)
     return int(np.packbits(bits, bitorder="little").view("<u8")[0])
 
 

@@ -1,8 +1,8 @@
 """Entries per second, p99 latency and peak memory at a given window size.
 
-Each measurement runs in a fresh process, so peak RSS belongs to that window
-alone. The window is first filled with `window_docs` entries through the same
-code path, then the next `measured` entries are timed one by one.
+Each system runs in a fresh process, so peak RSS is its own. The window is
+filled through the same code path, then the next `measured` entries are timed
+one by one.
 """
 
 from __future__ import annotations
@@ -42,16 +42,28 @@ def _summary(system: str, window_docs: int, latencies: list[float], open_stories
                  _peak_rss_mb(), open_stories)
 
 
-def storywatch(window_docs: int, measured: int) -> Speed:
-    """Normalise + dedup + cluster through the production path, default settings."""
+def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
+    """Normalise + dedup + cluster through the production path, default settings.
+
+    One stream, spaced so the time window holds the largest size; until it is
+    full the window holds every entry so far, so timing `measured` entries
+    right after 10k, 100k, ... entries measures those window sizes in one pass.
+    """
     index = production.default_index()
-    docs = Stream().docs(window_docs + measured, index.window, window_docs)
-    latencies = [seconds for i, (_, _, _, seconds) in enumerate(production.stream(docs, index))
-                 if i >= window_docs]
-    return _summary("storywatch", window_docs, latencies, index.open_stories)
+    docs = Stream().docs(max(windows) + measured, index.window, max(windows))
+    out = []
+    latencies: list[float] = []
+    starts = set(windows)
+    for i, (_, _, _, seconds) in enumerate(production.stream(docs, index)):
+        if i in starts or latencies:
+            latencies.append(seconds)
+        if len(latencies) == measured:
+            out.append(_summary("storywatch", i + 1 - measured, latencies, index.open_stories))
+            latencies = []
+    return out
 
 
-def peer(window_docs: int, measured: int) -> Speed:
+def peer(window_docs: int, measured: int) -> list[Speed]:
     """MinHashLSH near-copies + scikit-learn TF-IDF with brute-force cosine to centroids.
 
     The window is bulk-loaded (each warm-up entry its own story, the vectorizer
@@ -89,4 +101,5 @@ def peer(window_docs: int, measured: int) -> Speed:
         sums[story] = sums.get(story, warm_vectors[story] if story < window_docs else vec) + vec
         cents.put(story, sums[story] / (linalg.norm(sums[story]) or 1.0))
         latencies.append(time.perf_counter() - started)
-    return _summary("peer (datasketch + scikit-learn)", window_docs, latencies, len(cents.current))
+    return [_summary("peer (datasketch + scikit-learn)", window_docs, latencies,
+                     len(cents.current))]

@@ -42,17 +42,11 @@ class Stream:
         rng = self.rng
         title = rng.sample(topic, 4) + rng.sample(names, 1) + self._background(4)
         rng.shuffle(title)
-        body: list[str] = []
-        for _ in range(rng.randint(40, 110)):
-            roll = rng.random()
-            if roll < 0.25:
-                body.append(rng.choice(topic))
-            elif roll < 0.32:
-                body.append(rng.choice(names))
-            elif roll < 0.55:
-                body.append(rng.choice(_GLUE))
-            else:
-                body.extend(self._background(1))
+        kinds = rng.choices(range(4), weights=(25, 7, 23, 45), k=rng.randint(40, 110))
+        background = iter(self._background(kinds.count(3)))
+        pick = (lambda: rng.choice(topic), lambda: rng.choice(names),
+                lambda: rng.choice(_GLUE), lambda: next(background))
+        body = [pick[kind]() for kind in kinds]
         return " ".join(title).capitalize(), " ".join(body).capitalize() + "."
 
     def docs(self, count: int, window: timedelta, window_docs: int) -> Iterator[LabelledDoc]:

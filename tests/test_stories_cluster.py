@@ -60,7 +60,7 @@ def test_decision_explains_itself() -> None:
     assert joined
     for decision in joined:
         assert 0 < decision.similarity <= 1
-        assert decision.detail["terms"], decision
+        assert decision.detail["shared"], decision
         assert "entities" in decision.detail
 
 

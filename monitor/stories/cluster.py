@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import islice
+from itertools import islice, repeat
+from operator import mul
 from typing import Any
 
 from monitor.stories import nearcopy
@@ -220,15 +221,15 @@ class StoryIndex:
 
     @staticmethod
     def _dot(vec: dict[str, float], story: _Story) -> float:
-        get = vec.get
-        return sum(w * get(t, 0.0) for t, w in zip(story.terms, story.weights, strict=True))
+        return float(sum(map(mul, story.weights, map(vec.get, story.terms, repeat(0.0)))))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
-        contrib = sorted(((w * b[t], t) for t, w in a.items() if t in b), reverse=True)
-        names = [t for _, t in contrib if t[:2] in ("e:", "k:", "n:")][:SHARED_SHOWN]
-        words = [t for _, t in contrib if t[:2] not in ("e:", "k:", "n:")][:SHARED_SHOWN]
-        return {"terms": words, "entities": names}
+        """Top shared terms by contribution to the score (`shared`, as the CLI prints)."""
+        ranked = [t for _, t in sorted(((w * b[t], t) for t, w in a.items() if t in b),
+                                       reverse=True)]
+        return {"shared": ranked[:SHARED_SHOWN],
+                "entities": [t for t in ranked if t[:2] in ("e:", "n:")][:SHARED_SHOWN]}
 
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:

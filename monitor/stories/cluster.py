@@ -24,7 +24,7 @@ from typing import Any
 from monitor.stories import nearcopy
 from monitor.stories.features import term_counts
 
-DEFAULT_THRESHOLD = 0.18
+DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
 DOC_TERMS = 40
 """Terms kept per document vector (by weight)."""
@@ -38,8 +38,8 @@ POSTING_SCAN = 200
 """Most recent stories read per posting list: a term shared by more is not distinctive."""
 CANDIDATES = 8
 """Stories, ranked by partial dot product, that get a full similarity."""
-MIN_DF_DOCS = 50
-"""Below this many documents the IDF is too noisy; a prior keeps it sane."""
+MIN_DF_DOCS = 10
+"""Floor of N in the IDF, so a stream's first documents do not all look equally rare."""
 TIME_SCALE = timedelta(hours=12)
 """Width of the Gaussian time kernel between a document and a story's latest member."""
 NO_SHARED_NAME = 0.8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +21,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bench import production
 from bench.peers import MINHASH_PERM, MINHASH_THRESHOLD, TFIDF_THRESHOLD, _Centroids, shingles
 from bench.synthetic import Stream
+
+PROGRESS_EVERY = 20_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,13 @@ def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
     out = []
     latencies: list[float] = []
     starts = set(windows)
+    chunk = 0.0
     for i, (_, _, _, seconds) in enumerate(production.stream(docs, index)):
+        chunk += seconds
+        if (i + 1) % PROGRESS_EVERY == 0:
+            print(f"    ... {i + 1:,} entries: {PROGRESS_EVERY / chunk:.0f} entries/s, "
+                  f"peak RSS {_peak_rss_mb():.0f} MB", file=sys.stderr, flush=True)
+            chunk = 0.0
         if i in starts or latencies:
             latencies.append(seconds)
         if len(latencies) == measured:

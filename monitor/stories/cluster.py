@@ -30,11 +30,11 @@ DOC_TERMS = 40
 """Terms kept per document vector (by weight)."""
 CENTROID_TERMS = 60
 """Terms kept per story centroid."""
-QUERY_TERMS = 12
+QUERY_TERMS = 8
 """A document's strongest indexed terms used to look up candidate stories."""
 INDEX_TERMS = 12
 """A story's strongest terms entered into the inverted index."""
-POSTING_SCAN = 200
+POSTING_SCAN = 64
 """Most recent stories read per posting list: a term shared by more is not distinctive."""
 CANDIDATES = 8
 """Stories, ranked by partial dot product, that get a full similarity."""

@@ -46,12 +46,12 @@ class Run:
 
 
 def stream(docs: Iterable[LabelledDoc],
-           index: StoryIndex) -> Iterator[tuple[LabelledDoc, int, Assignment, float]]:
-    """Cluster `docs` (in time order); yield each story id, decision and its cost in seconds."""
+           index: StoryIndex) -> Iterator[tuple[LabelledDoc, int, Assignment, float, float]]:
+    """Cluster `docs` (in time order); yield each story id, decision, wall and CPU seconds."""
     next_story = 1
     last_expire: datetime | None = None
     for entry_id, labelled in enumerate(docs, 1):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         doc = to_doc(entry_id, labelled)
         if last_expire is None or doc.at - last_expire >= EXPIRE_EVERY:
             index.expire(doc.at)
@@ -63,13 +63,14 @@ def stream(docs: Iterable[LabelledDoc],
             story, next_story = next_story, next_story + 1
         index.observe(feats)
         index.add(feats, story)
-        yield labelled, story, decision, time.perf_counter() - started
+        yield (labelled, story, decision, time.perf_counter() - started,
+               time.process_time() - cpu)
 
 
 def run(docs: Iterable[LabelledDoc], index: StoryIndex | None = None) -> Run:
     """Cluster `docs` (in time order) and record every decision and its cost."""
     out = Run()
-    for labelled, story, decision, seconds in stream(docs, index or default_index()):
+    for labelled, story, decision, seconds, _ in stream(docs, index or default_index()):
         out.latencies.append(seconds)
         out.stories[labelled.doc_id] = story
         out.decisions[labelled.doc_id] = decision

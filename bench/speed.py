@@ -31,6 +31,8 @@ class Speed:
     window_docs: int
     entries_per_s: float
     p99_ms: float
+    entries_per_cpu_s: float
+    """Entries per second of this process's CPU time: comparable on a busy machine."""
     peak_rss_mb: float
     open_stories: int
 
@@ -39,10 +41,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _summary(system: str, window_docs: int, latencies: list[float], open_stories: int) -> Speed:
+def _summary(system: str, window_docs: int, latencies: list[float], cpu_seconds: float,
+             open_stories: int) -> Speed:
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
     return Speed(system, window_docs, len(latencies) / sum(latencies), p99 * 1000,
-                 _peak_rss_mb(), open_stories)
+                 len(latencies) / cpu_seconds, _peak_rss_mb(), open_stories)
 
 
 def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
@@ -57,8 +60,8 @@ def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
     out = []
     latencies: list[float] = []
     starts = set(windows)
-    chunk = 0.0
-    for i, (_, _, _, seconds) in enumerate(production.stream(docs, index)):
+    chunk = cpu = 0.0
+    for i, (_, _, _, seconds, cpu_seconds) in enumerate(production.stream(docs, index)):
         chunk += seconds
         if (i + 1) % PROGRESS_EVERY == 0:
             print(f"    ... {i + 1:,} entries: {PROGRESS_EVERY / chunk:.0f} entries/s, "
@@ -66,9 +69,11 @@ def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
             chunk = 0.0
         if i in starts or latencies:
             latencies.append(seconds)
+            cpu += cpu_seconds
         if len(latencies) == measured:
-            out.append(_summary("storywatch", i + 1 - measured, latencies, index.open_stories))
-            latencies = []
+            out.append(_summary("storywatch", i + 1 - measured, latencies, cpu,
+                                index.open_stories))
+            latencies, cpu = [], 0.0
     return out
 
 
@@ -96,6 +101,7 @@ def peer(window_docs: int, measured: int) -> list[Speed]:
         lsh.insert(d.doc_id, mh)
     sums: dict[int, sparse.csr_matrix] = {}
     latencies = []
+    cpu_start = time.process_time()
     for n, d in enumerate(timed, window_docs):
         started = time.perf_counter()
         text = f"{d.title}\n{d.text}"
@@ -111,4 +117,4 @@ def peer(window_docs: int, measured: int) -> list[Speed]:
         cents.put(story, sums[story] / (linalg.norm(sums[story]) or 1.0))
         latencies.append(time.perf_counter() - started)
     return [_summary("peer (datasketch + scikit-learn)", window_docs, latencies,
-                     len(cents.current))]
+                     time.process_time() - cpu_start, len(cents.current))]

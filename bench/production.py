@@ -8,7 +8,7 @@ as `Ingestor` builds it; expiry runs as the housekeeping tick would.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -45,14 +45,13 @@ class Run:
     """Seconds per entry through normalise + dedup + cluster."""
 
 
-def run(docs: Iterable[LabelledDoc], index: StoryIndex | None = None) -> Run:
-    """Cluster `docs` (in time order) and record every decision and its cost."""
-    index = index or default_index()
-    out = Run()
+def stream(docs: Iterable[LabelledDoc],
+           index: StoryIndex) -> Iterator[tuple[LabelledDoc, int, Assignment, float, float]]:
+    """Cluster `docs` (in time order); yield each story id, decision, wall and CPU seconds."""
     next_story = 1
     last_expire: datetime | None = None
     for entry_id, labelled in enumerate(docs, 1):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         doc = to_doc(entry_id, labelled)
         if last_expire is None or doc.at - last_expire >= EXPIRE_EVERY:
             index.expire(doc.at)
@@ -64,7 +63,15 @@ def run(docs: Iterable[LabelledDoc], index: StoryIndex | None = None) -> Run:
             story, next_story = next_story, next_story + 1
         index.observe(feats)
         index.add(feats, story)
-        out.latencies.append(time.perf_counter() - started)
+        yield (labelled, story, decision, time.perf_counter() - started,
+               time.process_time() - cpu)
+
+
+def run(docs: Iterable[LabelledDoc], index: StoryIndex | None = None) -> Run:
+    """Cluster `docs` (in time order) and record every decision and its cost."""
+    out = Run()
+    for labelled, story, decision, seconds, _ in stream(docs, index or default_index()):
+        out.latencies.append(seconds)
         out.stories[labelled.doc_id] = story
         out.decisions[labelled.doc_id] = decision
     return out

@@ -17,30 +17,37 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import islice
+from itertools import islice, repeat
+from operator import mul
 from typing import Any
 
 from monitor.stories import nearcopy
 from monitor.stories.features import term_counts
 
-DEFAULT_THRESHOLD = 0.18
+DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
 DOC_TERMS = 40
 """Terms kept per document vector (by weight)."""
 CENTROID_TERMS = 60
 """Terms kept per story centroid."""
-QUERY_TERMS = 12
+QUERY_TERMS = 8
 """A document's strongest indexed terms used to look up candidate stories."""
 INDEX_TERMS = 12
 """A story's strongest terms entered into the inverted index."""
-POSTING_SCAN = 200
+POSTING_SCAN = 64
 """Most recent stories read per posting list: a term shared by more is not distinctive."""
-CANDIDATES = 24
-"""Stories, ranked by shared query weight, that get a full similarity."""
-MIN_DF_DOCS = 50
-"""Below this many documents the IDF is too noisy; a prior keeps it sane."""
+CANDIDATES = 8
+"""Stories, ranked by partial dot product, that get a full similarity."""
+MIN_DF_DOCS = 10
+"""Floor of N in the IDF, so a stream's first documents do not all look equally rare."""
 TIME_SCALE = timedelta(hours=12)
 """Width of the Gaussian time kernel between a document and a story's latest member."""
+NO_SHARED_NAME = 0.8
+"""Score factor when both sides name people or places but none in common: another event."""
+STORY_NAMES = 24
+"""Names remembered per story for that test."""
+COPIES_KEPT = 8
+"""Latest members per story whose SimHash a near copy is compared with."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
 
@@ -64,8 +71,10 @@ class Features:
     doc: Doc
     vector: dict[str, float]
     """L2-normalised TF-IDF weights of the document's strongest terms."""
-    terms: frozenset[str]
+    terms: tuple[str, ...]
+    """Every distinct term, for the document frequencies (a tuple: 4x smaller than a set)."""
     simhash: int | None = None
+    names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,12 @@ class _Story:
     story_id: int
     terms: tuple[str, ...]
     weights: array[float]
-    first_at: datetime
     last_at: datetime
     size: int = 0
     indexed: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    copies: tuple[tuple[int, int], ...] = ()
+    """(SimHash, entry id) of the latest members, for the near-copy test."""
 
     def vector(self) -> dict[str, float]:
         return dict(zip(self.terms, self.weights, strict=True))
@@ -99,7 +110,6 @@ class _Member:
     entry_id: int
     story_id: int
     keys: tuple[int, ...]
-    simhash: int | None
 
 
 def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
@@ -115,12 +125,12 @@ class StoryIndex:
         self.window = window
         self.threshold = threshold or DEFAULT_THRESHOLD
         self.df: dict[str, int] = {}
-        self._seen: deque[tuple[datetime, frozenset[str]]] = deque()
+        self._seen: deque[tuple[datetime, tuple[str, ...]]] = deque()
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, dict[int, None]] = {}
+        self._postings: dict[str, dict[int, float]] = {}
+        """term → {story: the term's weight in its centroid}, least recently updated first."""
         self._members: deque[_Member] = deque()
         self._exact: dict[int, _Member] = {}
-        self._bands: dict[int, list[_Member]] = {}
 
     # -- features -------------------------------------------------------------
     @property
@@ -128,16 +138,15 @@ class StoryIndex:
         """Documents inside the window: the N of the streaming IDF."""
         return len(self._seen)
 
-    def idf(self, term: str) -> float:
-        n = max(self.docs_seen, MIN_DF_DOCS)
-        return math.log((n + 1) / (self.df.get(term, 0) + 1)) + 1.0
-
     def features(self, doc: Doc) -> Features:
-        counts = term_counts(doc.title, doc.text)
-        raw = {t: (1.0 + math.log(c)) * self.idf(t) for t, c in counts.items()
+        found = term_counts(doc.title, doc.text)
+        counts = found.weights
+        df, log = self.df, math.log
+        log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
+        raw = {t: (1.0 + log(c)) * (log_n - log(df.get(t, 0) + 1)) for t, c in counts.items()
                if c > 0}
-        return Features(doc, _top_normalised(raw, DOC_TERMS), frozenset(counts),
-                        nearcopy.simhash(doc.title, doc.text))
+        return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
+                        nearcopy.simhash(doc.title, doc.text), found.names)
 
     # -- decisions ------------------------------------------------------------
     @staticmethod
@@ -158,33 +167,35 @@ class StoryIndex:
             if hit and hit.story_id in self._stories:
                 return Assignment(hit.story_id, reason, 1.0,
                                   {"key": key[2:][:200], "entry": hit.entry_id})
-        return self._near_copy(feats) or self._cluster(feats)
+        candidates = [story for story in self._candidates(feats)
+                      if abs(feats.doc.at - story.last_at) <= self.window]
+        return self._near_copy(feats, candidates) or self._cluster(feats, candidates)
 
-    def _near_copy(self, feats: Features) -> Assignment | None:
+    @staticmethod
+    def _near_copy(feats: Features, candidates: list[_Story]) -> Assignment | None:
+        """A copy shares nearly every term, so its story is among the candidates."""
         if feats.simhash is None:
             return None
-        best: tuple[int, _Member] | None = None
-        for band in nearcopy.bands(feats.simhash):
-            for member in self._bands.get(band, ()):
-                assert member.simhash is not None
-                d = nearcopy.distance(feats.simhash, member.simhash)
-                if (d <= nearcopy.MAX_DISTANCE and member.story_id in self._stories
-                        and (best is None or d < best[0])):
-                    best = (d, member)
+        best: tuple[int, int, _Story] | None = None
+        for story in candidates:
+            for signature, entry_id in story.copies:
+                d = nearcopy.distance(feats.simhash, signature)
+                if d <= nearcopy.MAX_DISTANCE and (best is None or d < best[0]):
+                    best = (d, entry_id, story)
         if best is None:
             return None
-        d, member = best
-        return Assignment(member.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
-                          {"entry": member.entry_id, "bits_differing": d})
+        d, entry_id, story = best
+        return Assignment(story.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
+                          {"entry": entry_id, "bits_differing": d})
 
-    def _cluster(self, feats: Features) -> Assignment:
+    def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
         best: tuple[float, float, _Story] | None = None
-        for story in self._candidates(feats):
+        for story in candidates:
             gap = abs((feats.doc.at - story.last_at).total_seconds())
-            if gap > self.window.total_seconds():
-                continue
             cosine = self._dot(feats.vector, story)
             score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
+            if feats.names and story.names and feats.names.isdisjoint(story.names):
+                score *= NO_SHARED_NAME
             if best is None or score > best[0]:
                 best = (score, cosine, story)
         if best and best[0] >= self.threshold:
@@ -196,27 +207,29 @@ class StoryIndex:
                           {"best": round(best[0], 4) if best else 0.0})
 
     def _candidates(self, feats: Features) -> Iterator[_Story]:
-        """Stories sharing the most query weight, via the inverted index."""
+        """Stories with the largest partial dot product over indexed terms."""
         postings = self._postings
         indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
-        weight: dict[int, float] = {}
+        partial: dict[int, float] = {}
+        get = partial.get
         for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            for sid in islice(reversed(postings[term]), POSTING_SCAN):
-                weight[sid] = weight.get(sid, 0.0) + w
-        top = sorted(weight, key=weight.__getitem__, reverse=True)[:CANDIDATES]
+            posting = postings[term]
+            for sid in islice(reversed(posting), POSTING_SCAN):
+                partial[sid] = get(sid, 0.0) + w * posting[sid]
+        top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
         return (self._stories[sid] for sid in top)
 
     @staticmethod
     def _dot(vec: dict[str, float], story: _Story) -> float:
-        get = vec.get
-        return sum(w * get(t, 0.0) for t, w in zip(story.terms, story.weights, strict=True))
+        return float(sum(map(mul, story.weights, map(vec.get, story.terms, repeat(0.0)))))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
-        contrib = sorted(((w * b[t], t) for t, w in a.items() if t in b), reverse=True)
-        names = [t for _, t in contrib if t[:2] in ("e:", "k:", "n:")][:SHARED_SHOWN]
-        words = [t for _, t in contrib if t[:2] not in ("e:", "k:", "n:")][:SHARED_SHOWN]
-        return {"terms": words, "entities": names}
+        """Top shared terms by contribution to the score (`shared`, as the CLI prints)."""
+        ranked = [t for _, t in sorted(((w * b[t], t) for t, w in a.items() if t in b),
+                                       reverse=True)]
+        return {"shared": ranked[:SHARED_SHOWN],
+                "entities": [t for t in ranked if t[:2] in ("e:", "n:")][:SHARED_SHOWN]}
 
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
@@ -231,7 +244,7 @@ class StoryIndex:
         doc = feats.doc
         story = self._stories.pop(story_id, None)
         if story is None:
-            story = _Story(story_id, (), array("f"), doc.at, doc.at)
+            story = _Story(story_id, (), array("f"), doc.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
         merged = {t: w * story.size for t, w in zip(story.terms, story.weights, strict=True)}
         for t, w in feats.vector.items():
@@ -239,27 +252,27 @@ class StoryIndex:
         centroid = _top_normalised(merged, CENTROID_TERMS)
         story.terms, story.weights = tuple(centroid), array("f", centroid.values())
         story.size += 1
+        if len(story.names) < STORY_NAMES:
+            story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
         story.last_at = max(story.last_at, doc.at)
-        story.first_at = min(story.first_at, doc.at)
         self._reindex(story)
+        if feats.simhash is not None:
+            story.copies = (*story.copies, (feats.simhash, doc.entry_id))[-COPIES_KEPT:]
         member = _Member(doc.at, doc.entry_id, story_id,
-                         tuple(hash(k) for _, k in self._exact_keys(doc)), feats.simhash)
+                         tuple(hash(k) for _, k in self._exact_keys(doc)))
         self._members.append(member)
         for key in member.keys:
             self._exact.setdefault(key, member)
-        if member.simhash is not None:
-            for band in nearcopy.bands(member.simhash):
-                self._bands.setdefault(band, []).append(member)
 
     def _reindex(self, story: _Story) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
         top = story.terms[:INDEX_TERMS]
         for term in set(story.indexed) - set(top):
             self._unpost(term, story.story_id)
-        for term in top:
+        for term, weight in zip(top, story.weights, strict=False):
             posting = self._postings.setdefault(term, {})
             posting.pop(story.story_id, None)
-            posting[story.story_id] = None
+            posting[story.story_id] = weight
         story.indexed = top
 
     def _unpost(self, term: str, story_id: int) -> None:
@@ -295,12 +308,6 @@ class StoryIndex:
         for key in member.keys:
             if self._exact.get(key) is member:
                 del self._exact[key]
-        if member.simhash is not None:
-            for band in nearcopy.bands(member.simhash):
-                bucket = self._bands[band]
-                bucket.remove(member)
-                if not bucket:
-                    del self._bands[band]
 
     @property
     def open_stories(self) -> int:

@@ -3,15 +3,14 @@
 Reports of one event by different outlets share few phrases but many salient
 words and names (people, places, organisations, numbers such as "145 drones"),
 so the features are folded, lightly stemmed terms plus entity tokens, with the
-headline and lead weighted above the rest of the body. Names are also entered
-as a consonant skeleton so transliteration variants (Sloviansk / Slovyansk,
-Zelensky / Zelenskyy, Kiev / Kyiv) still match.
+headline and lead weighted above the rest of the body.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 
 from monitor.stories.normalise import fold
@@ -40,7 +39,6 @@ _ENTITY = re.compile(
     r"(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}))*")
 _NUMBER_PHRASE = re.compile(r"\b(\d[\d,.]*)\s+([A-Za-z]{3,})")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“”]\s+|\n)$")
-_VOWELS = re.compile(r"[aeiouy]+")
 
 TITLE_WEIGHT = 3.0
 """A headline names the event; it counts three times a body word."""
@@ -49,8 +47,10 @@ LEAD_WEIGHT = 2.0
 LEAD_WORDS = 60
 BODY_WORDS = 400
 """Words beyond this are ignored: background paragraphs add noise and cost."""
-ENTITY_WEIGHT = 1.5
-"""Names and numbers are rarer across events than common words."""
+ENTITY_WEIGHT = 0.5
+"""Full names and "number noun" phrases: extra evidence on top of their words."""
+NAME_WEIGHT = 0.6
+"""Names say who, not what happened: the same people recur across a week's events."""
 
 
 @lru_cache(maxsize=200_000)
@@ -76,30 +76,24 @@ def stem(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=200_000)
-def skeleton(word: str) -> str:
-    """First letter plus consonants, doubles collapsed: one key for spelling variants."""
-    rest = _VOWELS.sub("", word[1:])
-    out = [word[0]]
-    for c in rest:
-        if c != out[-1]:
-            out.append(c)
-    return "".join(out)
+def words(text: str) -> list[str]:
+    """Folded content words of `text` (stopwords and 1-letter tokens dropped)."""
+    return [t for t in _WORD.findall(fold(text)) if len(t) > 1 and t not in STOPWORDS]
 
 
 def terms(text: str) -> list[str]:
-    """Folded, stemmed content words of `text` (stopwords and 1-letter tokens dropped)."""
-    return [stem(t) for t in _WORD.findall(fold(text)) if len(t) > 1 and t not in STOPWORDS]
+    """Folded, stemmed content words of `text`."""
+    return [stem(w) for w in words(text)]
 
 
 def _is_headline_case(text: str) -> bool:
     """Title Case Headlines capitalise every word, so capitals say nothing there."""
-    words = [w for w in text.split() if w[:1].isalpha() and len(w) > 3]
-    return len(words) >= 3 and sum(w[0].isupper() for w in words) > 0.7 * len(words)
+    caps = [w for w in text.split() if w[:1].isalpha() and len(w) > 3]
+    return len(caps) >= 3 and sum(w[0].isupper() for w in caps) > 0.7 * len(caps)
 
 
-def entities(text: str) -> list[str]:
-    """Names (`e:` phrase and `k:` skeleton of each word) and "number noun" phrases (`n:`).
+def _names(text: str) -> list[list[str]]:
+    """Capitalised names as lists of folded words.
 
     A single capitalised word at the start of a sentence is ignored: it is
     usually just a capitalised common word.
@@ -108,13 +102,17 @@ def entities(text: str) -> list[str]:
         return []
     out = []
     for match in _ENTITY.finditer(text):
-        words = [w for w in _WORD.findall(fold(match.group(0))) if w not in STOPWORDS]
-        if not words or (len(words) == 1 and _SENTENCE_START.search(
+        found = words(match.group(0))
+        if found and (len(found) > 1 or not _SENTENCE_START.search(
                 text[max(0, match.start() - 3):match.start()] or "\n")):
-            continue
-        if len(words) > 1:
-            out.append("e:" + " ".join(words))
-        out.extend("k:" + skeleton(w) for w in words if len(w) > 3 and not w.isdigit())
+            out.append(found)
+    return out
+
+
+def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
+    """Multi-word names (`e:`) and "number noun" phrases such as "145 drones" (`n:`)."""
+    found = _names(text) if names is None else names
+    out = ["e:" + " ".join(name) for name in found if len(name) > 1]
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
@@ -122,17 +120,31 @@ def entities(text: str) -> list[str]:
     return out
 
 
-def term_counts(title: str, text: str) -> dict[str, float]:
-    """Weighted raw frequencies: headline and lead count more than the body; entities extra."""
-    words = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
-    lead = " ".join(words[:LEAD_WORDS])
-    rest = " ".join(words[LEAD_WORDS:])
+@dataclass(frozen=True)
+class TermCounts:
+    weights: dict[str, float]
+    """Weighted raw frequency of each term and entity, before IDF."""
+    names: frozenset[str]
+    """Last word of each name (surname, "of Y" place): who and where the report is about."""
+
+
+def term_counts(title: str, text: str) -> TermCounts:
+    """Weighted raw frequencies of terms and entities.
+
+    Headline and lead count more than the body. A word used as a name anywhere
+    in the document counts at NAME_WEIGHT, so sharing only names (the same
+    people, another day) weighs less than sharing what happened.
+    """
+    body = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
+    parts = ((title, TITLE_WEIGHT), (" ".join(body[:LEAD_WORDS]), LEAD_WEIGHT),
+             (" ".join(body[LEAD_WORDS:]), 1.0))
+    found = [(part, weight, _names(part)) for part, weight in parts if part]
+    names = {stem(w) for _, _, part_names in found for name in part_names for w in name}
     counts: defaultdict[str, float] = defaultdict(float)
-    for part, weight in ((title, TITLE_WEIGHT), (lead, LEAD_WEIGHT), (rest, 1.0)):
-        if not part:
-            continue
+    for part, weight, part_names in found:
         for t in terms(part):
-            counts[t] += weight
-        for e in entities(part):
+            counts[t] += weight * (NAME_WEIGHT if t in names else 1.0)
+        for e in entities(part, part_names):
             counts[e] += weight * ENTITY_WEIGHT
-    return dict(counts)
+    heads = frozenset(stem(name[-1]) for _, _, part_names in found for name in part_names)
+    return TermCounts(dict(counts), heads)

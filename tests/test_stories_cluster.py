@@ -1,0 +1,119 @@
+"""Story clustering on paraphrases the project wrote: same event joins, neighbours stay apart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from monitor.stories.cluster import Assignment, Doc, StoryIndex
+from monitor.stories.normalise import canonical_url, content_hash
+from tests.story_fixtures import BACKGROUND, NEIGHBOURS, PARAPHRASES, Report, minutes
+
+WINDOW = timedelta(hours=72)
+
+
+def make_doc(entry_id: int, report: Report, shift: timedelta = timedelta()) -> Doc:
+    event, outlet, at, title, text = report
+    url = f"https://{outlet.lower().replace(' ', '-')}.example/{event}/{entry_id}"
+    return Doc(entry_id, outlet, title, text, minutes(at) + shift, url, canonical_url(url),
+               content_hash(title, text))
+
+
+def stream(index: StoryIndex, docs: list[Doc]) -> dict[int, tuple[int, Assignment]]:
+    """Cluster docs in time order, as the ingest does; entry id → (story, decision)."""
+    out = {}
+    for doc in sorted(docs, key=lambda d: (d.at, d.entry_id)):
+        feats = index.features(doc)
+        decision = index.assign(feats)
+        story = decision.story_id if decision.story_id is not None else 1000 + doc.entry_id
+        index.observe(feats)
+        index.add(feats, story)
+        out[doc.entry_id] = (story, decision)
+    return out
+
+
+def fixture_docs() -> tuple[list[Report], list[Doc]]:
+    reports = BACKGROUND + PARAPHRASES + NEIGHBOURS
+    return reports, [make_doc(i, r) for i, r in enumerate(reports)]
+
+
+def test_paraphrases_of_one_event_form_one_story() -> None:
+    reports, docs = fixture_docs()
+    result = stream(StoryIndex(WINDOW), docs)
+    for event in ("dam", "rates", "fire"):
+        stories = {result[i][0] for i, r in enumerate(reports) if r[0] == event}
+        assert len(stories) == 1, event
+
+
+def test_same_topic_different_event_stays_apart() -> None:
+    reports, docs = fixture_docs()
+    result = stream(StoryIndex(WINDOW), docs)
+    for i, report in enumerate(reports):
+        if report[0].endswith("-other"):
+            _, decision = result[i]
+            assert decision.story_id is None, (report[3], decision)
+
+
+def test_decision_explains_itself() -> None:
+    _, docs = fixture_docs()
+    result = stream(StoryIndex(WINDOW), docs)
+    joined = [d for _, d in result.values() if d.reason == "cluster"]
+    assert joined
+    for decision in joined:
+        assert 0 < decision.similarity <= 1
+        assert decision.detail["shared"], decision
+        assert "entities" in decision.detail
+
+
+def test_same_event_outside_the_window_starts_a_new_story() -> None:
+    reports = [r for r in PARAPHRASES if r[0] == "dam"]
+    index = StoryIndex(WINDOW)
+    first = make_doc(1, reports[0])
+    late = make_doc(2, reports[1], shift=WINDOW + timedelta(hours=1))
+    stream(index, [first])
+    index.expire(late.at)
+    assert index.open_stories == 0
+    assert index.assign(index.features(late)).story_id is None
+
+
+def test_expiry_bounds_the_state() -> None:
+    _, docs = fixture_docs()
+    index = StoryIndex(WINDOW)
+    stream(index, docs)
+    assert index.open_stories > 0 and index.df
+    index.expire(max(d.at for d in docs) + WINDOW + timedelta(seconds=1))
+    assert index.open_stories == 0
+    assert index.docs_seen == 0 and not index.df
+
+
+def test_exact_duplicates_are_recognised_before_clustering() -> None:
+    _, _, at, title, text = PARAPHRASES[0]
+    url = "https://valley-courier.example/marrowick-dam"
+    index = StoryIndex(WINDOW)
+    stream(index, [Doc(1, "Valley Courier", title, text, minutes(at), "guid-1", url,
+                       content_hash(title, text))])
+    later = minutes(at + 5)
+    cases = [
+        ("exact_guid", Doc(2, "Aggregator", "Other title", "Other text", later, "guid-1")),
+        ("exact_url", Doc(3, "Aggregator", "Other title", "Other text", later, "guid-3",
+                          canonical_url(url + "?utm_source=rss#top"))),
+        ("exact_content", Doc(4, "Mirror", title, text, later, "guid-4", None,
+                               content_hash(title, text))),
+    ]
+    for reason, doc in cases:
+        decision = index.assign(index.features(doc))
+        assert (decision.reason, decision.story_id) == (reason, 1001)
+
+
+def test_rebuilt_state_gives_the_same_assignments() -> None:
+    """A restart replays the window (as Ingestor.rebuild_index does) and decides alike."""
+    _, docs = fixture_docs()
+    docs.sort(key=lambda d: (d.at, d.entry_id))
+    head, tail = docs[: len(docs) // 2], docs[len(docs) // 2:]
+    running = StoryIndex(WINDOW)
+    stories = {i: s for i, (s, _) in stream(running, head).items()}
+    rebuilt = StoryIndex(WINDOW)
+    for doc in head:
+        feats = rebuilt.features(doc)
+        rebuilt.observe(feats)
+        rebuilt.add(feats, stories[doc.entry_id])
+    assert stream(running, tail) == stream(rebuilt, tail)

@@ -270,6 +270,15 @@ def test_throttle_suppresses_updates_for_a_while() -> None:
     assert [s["reason"] for s in run.book.suppressed] == ["throttled"]
 
 
+def test_fingerprint_template_decides_alert_identity() -> None:
+    per_story = rule("{id: r, title: t, where: {any: [{contains: quake}]}}")
+    one = rule("{id: r, title: t, fingerprint: 'all quakes', where: {any: [{contains: quake}]}}")
+    steps = [step(0, 1, "Quake in Peru", "A"), step(5, 2, "Quake in Chile", "B")]
+    assert [c["change"] for c in replay(per_story, steps).book.changes] == ["firing", "firing"]
+    assert [(c["change"], c["group_key"]) for c in replay(one, steps).book.changes] == [
+        ("firing", "all quakes"), ("updated", "all quakes")]
+
+
 def test_resolve_when_signal() -> None:
     r = rule("""
 id: r

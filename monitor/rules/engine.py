@@ -18,6 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from jinja2 import Template
+
+from monitor.alerts.render import compile_template
 from monitor.rules.correlate import Correlator, Fire, Occurrence, at, ts
 from monitor.rules.events import RuleEvent
 from monitor.rules.match import Compiler, Matcher
@@ -86,6 +89,7 @@ class CompiledRule:
     version: str
     trigger: frozenset[int] | None = None
     """Keyword ids one of which an event must contain for any signal to match."""
+    fingerprint: Template | None = None
 
     @property
     def is_silence(self) -> bool:
@@ -116,9 +120,11 @@ class RuleSet:
             triggers = [compiler.trigger(sig) for sig in sigs.values()]
             trigger = (None if any(t is None for t in triggers) or not triggers
                        else frozenset().union(*(t for t in triggers if t is not None)))
+            template = (compile_template(lr.rule.fingerprint, f"rule {lr.rule.id}")
+                        if lr.rule.fingerprint else None)
             out.append(CompiledRule(lr.rule, lr.file, signals,
                                     Correlator(lr.rule.effective_correlation()),
-                                    lr.rule.digest_key(), trigger))
+                                    lr.rule.digest_key(), trigger, template))
         by_term: dict[int, list[int]] = {}
         for i, c in enumerate(out):
             for term in c.trigger or ():
@@ -248,6 +254,8 @@ class Engine:
         if event is not None and event.scope == "story" and len(fire.occurrences) <= 1:
             sources = tuple(dict.fromkeys(event.sources))
         full_key = f"{key}|{fire.subkey}" if fire.subkey else key
+        if compiled.fingerprint is not None:
+            full_key = compiled.fingerprint.render(group=group, rule_id=compiled.rule.id)
         return Hit(compiled.rule, full_key, group,
                    change or ("resolved" if fire.resolved else "firing"),
                    at(fire.at), stories, sources, fire.detail, event)

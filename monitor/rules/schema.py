@@ -316,13 +316,6 @@ class ActiveHours(_Strict):
         return value
 
 
-class Digest(_Strict):
-    """Collect matches and send one notification per `window`."""
-
-    window: Duration
-    max_items: int = Field(default=50, ge=1)
-
-
 class Expectation(_Strict):
     """An alert a rule test expects (fields left out are not checked)."""
 
@@ -373,14 +366,14 @@ class Rule(_Strict):
     correlation: Correlation | None = None
     throttle: Duration = 0.0
     """Minimum time between two notifications of the same alert."""
-    digest: Digest | None = None
     resolve_after: Duration | None = None
     """Resolve the alert when it has had no new match for this long."""
     resolve_when: str | None = None
     """A signal that resolves the alert of its group when it matches."""
     active_hours: ActiveHours | None = None
     fingerprint: str | None = None
-    """Template for the alert identity; default: rule id + group key."""
+    """Template for the alert identity within the rule (context: `group`, `rule_id`);
+    default: the group key. E.g. `"{{ group.country }}"` to merge groups by country."""
     notify: list[str] | None = None
     """Notifier names; `None` routes by the settings' `routes` (else every notifier)."""
     summary: str | None = None

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from monitor.alerts.render import RenderError, compile_template, render
 from monitor.config import Settings
 from monitor.feeds.parse import FeedParseError, parse
@@ -40,6 +42,13 @@ SAMPLE_PAYLOAD: dict[str, Any] = {
 """What a template sees (docs/webhook.md); used to render templates at lint time."""
 
 
+class _AnyGroup(dict[str, str]):
+    """A group with every label, for rendering fingerprint templates at lint time."""
+
+    def __missing__(self, key: str) -> str:
+        return "sample"
+
+
 def lint(settings: Settings) -> RuleBundle:
     """Load the rules and check references and templates; raise RuleErrors."""
     bundle = load_bundle(settings.resolved_rules_dir())
@@ -50,13 +59,21 @@ def lint(settings: Settings) -> RuleBundle:
             if name not in settings.notifiers:
                 errors.append(SourceError(where, f"rule {lr.rule.id}: notify: unknown "
                                                  f"notifier {name!r}"))
-        for key in ("summary", "body", "fingerprint"):
+        for key in ("summary", "body"):
             source = getattr(lr.rule, key)
             if source:
                 try:
                     render(compile_template(source, f"rule {lr.rule.id}"), SAMPLE_PAYLOAD)
                 except RenderError as exc:
                     errors.append(SourceError(where, f"rule {lr.rule.id}: {key}: {exc}"))
+        if lr.rule.fingerprint:
+            try:
+                compile_template(lr.rule.fingerprint, lr.rule.id).render(
+                    group=_AnyGroup(), rule_id=lr.rule.id)
+            except TemplateError as exc:
+                errors.append(SourceError(where, f"rule {lr.rule.id}: fingerprint: {exc}"))
+            except RenderError as exc:
+                errors.append(SourceError(where, f"rule {lr.rule.id}: fingerprint: {exc}"))
     for i, route in enumerate(settings.routes):
         for name in route.notify:
             if name not in settings.notifiers:

@@ -73,8 +73,8 @@ def plot(days: list[Day], feeds: int, per_day: int, path: Path) -> None:
     for ax in (size, rows):
         ax.set_xlabel("simulated day")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{len(days)} days of {feeds:,} feeds × {per_day} entries/day, default retention",
-                 fontsize=11)
+    fig.suptitle(f"{days[-1].day + 1} days of {feeds:,} feeds × {per_day} entries/day, "
+                 "default retention", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

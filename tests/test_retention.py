@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -168,3 +170,17 @@ def size(sessions: sessionmaker[Session]) -> int:
     with sessions() as s:
         s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
         return queries.database_size_bytes(s)
+
+
+def test_db_upkeep_command(tmp_path: Path) -> None:
+    def storywatch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monitor", "--database",
+                               f"sqlite:///{tmp_path / 'sw.db'}", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    refused = storywatch("db", "upkeep")
+    assert refused.returncode != 0 and "storywatch db upgrade" in refused.stderr
+    assert storywatch("db", "upgrade").returncode == 0
+    done = storywatch("db", "upkeep")
+    assert done.returncode == 0, done.stderr
+    assert "entries: 0" in done.stdout and "tombstones: 0" in done.stdout

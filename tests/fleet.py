@@ -142,8 +142,12 @@ def fleet_config(tmp: Path, db_url: str, farm: FeedFarm, receiver: Server | None
 
 def start(tmp: Path, config: Path, n: int) -> list[Proc]:
     procs = [Proc(tmp, ["-c", str(config), "run"]) for _ in range(n)]
-    for p in procs:
-        p.wait_for("storywatch running", timeout=60)
+    try:
+        for p in procs:
+            p.wait_for("storywatch running", timeout=60)
+    except AssertionError:
+        kill_all(procs)
+        raise
     return procs
 
 

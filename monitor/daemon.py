@@ -137,6 +137,7 @@ class Daemon:
         self.load_rules()
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
+            queries.serialise(session, queries.SETUP_LOCK)
             for f in self.settings.feeds:
                 queries.upsert_feed(session, f.url, f.name or f.url, list(f.tags), f.interval,
                                     f.enabled, now)
@@ -225,9 +226,15 @@ class Daemon:
     def _claim(self, now: datetime, limit: int) -> tuple[list[Job], float]:
         """Lease due feeds (per-host room permitting); also how overdue the backlog is."""
         with self.sessions.begin() as session:
+            queries.serialise(session, queries.CLAIM_LOCK)
+            leased = queries.leases_by_host(session, now)  # every instance's fetches
+
+            def room(host: str) -> int:
+                return min(self.hosts.room(host),
+                           self.settings.polling.host_concurrency - leased.get(host, 0))
+
             feeds = queries.claim_due_feeds(session, self.owner, now, limit,
-                                            timedelta(seconds=self.settings.polling.lease),
-                                            self.hosts.room)
+                                            timedelta(seconds=self.settings.polling.lease), room)
             jobs = [Job(f.id, f.url, f.host, f.etag, f.last_modified, f.body_hash,
                         f.next_check_at) for f in feeds]
             oldest = queries.oldest_due(session, now)
@@ -340,6 +347,7 @@ class Daemon:
 
     def _rules_tick(self, now: datetime) -> None:
         with self.sessions.begin() as session:
+            queries.serialise(session, queries.INGEST_LOCK)  # rule state: one writer
             self.runner.tick(session, now)
 
     def _rules_changed(self) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import metrics
 from monitor.db import queries
-from monitor.db.models import Feed, Story
+from monitor.db.models import Entry, Feed, Story
 from monitor.feeds import fetch, identity
 from monitor.feeds.hosts import host_of
 from monitor.feeds.parse import ParsedFeed
@@ -54,23 +54,45 @@ class Ingestor:
         self.index = index
         self.runner = runner
         self.policy = policy
+        self.seen_member = 0
+        """The newest story member the index holds (see `_catch_up`)."""
 
     def rebuild_index(self, now: datetime) -> int:
-        """Reload the clustering state from entries inside the window."""
+        """Reload the clustering state from entries inside the window.
+
+        Runs under the ingest lock so the member id it starts from is exact:
+        later members (this or another instance's) arrive through `_catch_up`.
+        """
         fresh = StoryIndex(self.index.window, self.index.threshold)
         n = 0
-        with self.sessions() as session:
+        with self.sessions.begin() as session:
+            queries.serialise(session, queries.INGEST_LOCK)
             for entry, source in queries.window_entries(session, now - fresh.window):
-                feats = fresh.features(Doc(entry.id, source, entry.title, entry.content or "",
-                                           entry.event_at, entry.guid, entry.canonical_url,
-                                           entry.content_hash))
-                fresh.observe(feats)
                 assert entry.story_id is not None
-                fresh.add(feats, entry.story_id)
+                self._remember(fresh, entry, source, entry.story_id)
                 n += 1
+            self.seen_member = queries.last_member_id(session)
         self.index = fresh
         metrics.OPEN_STORIES.set(self.index.open_stories)
         return n
+
+    @staticmethod
+    def _remember(index: StoryIndex, entry: Entry, source: str, story_id: int) -> None:
+        feats = index.features(_doc(entry, source))
+        index.observe(feats)
+        index.add(feats, story_id)
+
+    def _catch_up(self, session: Session) -> None:
+        """Take the lock, then replay members other instances added since we last looked.
+
+        Every instance thus clusters against the same index a single instance
+        would hold after the same sequence of members: one total order, many fetchers.
+        """
+        queries.serialise(session, queries.INGEST_LOCK)
+        for entry, source, story_id, member_id in queries.members_since(session,
+                                                                        self.seen_member):
+            self._remember(self.index, entry, source, story_id)
+            self.seen_member = member_id
 
     def apply(self, feed_id: int, result: fetch.FetchResult, parsed: ParsedFeed | None,
               parse_error: str | None, now: datetime) -> IngestReport:
@@ -120,9 +142,9 @@ class Ingestor:
             report.new += 1
             started = time.perf_counter()
             entry = stored.entry
-            feats = self.index.features(Doc(entry.id, feed.name, entry.title,
-                                            entry.content or "", entry.event_at, entry.guid,
-                                            entry.canonical_url, entry.content_hash))
+            if not changes:  # the first new entry: from here on we cluster
+                self._catch_up(session)
+            feats = self.index.features(_doc(entry, feed.name))
             decision = self.index.assign(feats)
             if decision.story_id is None:
                 story = queries.create_story(session, entry.title or "(untitled)",
@@ -155,7 +177,9 @@ class Ingestor:
             self.index.add(feats, story.id)
             metrics.CLUSTER_REASONS.labels(decision.reason).inc()
             metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
-        self._evaluate(session, changes, now, report)
+        if changes:
+            self._evaluate(session, changes, now, report)
+            self.seen_member = queries.last_member_id(session)
         return report
 
     def _evaluate(self, session: Session, changes: list[tuple[int, int, str]],
@@ -274,3 +298,9 @@ class Ingestor:
                 feed.lease_owner = None
                 feed.lease_expires_at = None
                 feed.next_check_at = now + timedelta(seconds=seconds)
+
+
+def _doc(entry: Entry, source: str) -> Doc:
+    """What clustering reads of a stored entry."""
+    return Doc(entry.id, source, entry.title, entry.content or "", entry.event_at, entry.guid,
+               entry.canonical_url, entry.content_hash)

@@ -43,6 +43,11 @@ class Request:
 Responder = Callable[[Request], Reply]
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    request_queue_size = 128
+    """The default listen backlog (5) drops connections a busy daemon opens at once."""
+
+
 class Server:
     """A threaded HTTP server answering from `routes` (path → Reply or callable)."""
 
@@ -73,7 +78,7 @@ class Server:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

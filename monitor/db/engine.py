@@ -11,10 +11,11 @@ from typing import IO, Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
+from monitor.db.queries import SETUP_LOCK
 from monitor.resources import migrations_dir
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ def upgrade(engine: Engine) -> None:
     """Bring the database to the newest migration (idempotent)."""
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # instances starting together: one migrates
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

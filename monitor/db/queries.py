@@ -105,6 +105,13 @@ def oldest_due(session: Session, now: datetime) -> datetime | None:
                or_(Host.retry_after_until.is_(None), Host.retry_after_until <= now)))
 
 
+def leases_by_host(session: Session, now: datetime) -> dict[str, int]:
+    """Feeds in flight per host across every instance: their leases are live."""
+    return {h: n for h, n in session.execute(
+        select(Feed.host, func.count()).where(Feed.lease_expires_at > now)
+        .group_by(Feed.host))}
+
+
 def hold_host(session: Session, host: str, until: datetime, status: int | None,
               now: datetime) -> None:
     """Record a host's `Retry-After`; a later hold never shortens an earlier one."""
@@ -295,6 +302,24 @@ def window_entries(session: Session, since: datetime) -> Iterable[tuple[Entry, s
         .execution_options(yield_per=1000))
 
 
+def members_since(session: Session, after: int) -> Iterable[tuple[Entry, str, int, int]]:
+    """Story members added after member `after`, in the order they were added.
+
+    Members are only inserted under `INGEST_LOCK`, so member ids grow in commit
+    order and "after the last id I know" is exactly "what other instances did".
+    """
+    return session.execute(
+        select(Entry, StoryMember.source, StoryMember.story_id, StoryMember.id)
+        .join(StoryMember, StoryMember.entry_id == Entry.id)
+        .where(StoryMember.id > after)
+        .order_by(StoryMember.id)
+        .execution_options(yield_per=1000))
+
+
+def last_member_id(session: Session) -> int:
+    return session.scalar(select(func.max(StoryMember.id))) or 0
+
+
 # -- alerts and the outbox -----------------------------------------------------
 def alert_by_fingerprint(session: Session, fingerprint: str) -> Alert | None:
     return session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
@@ -465,6 +490,26 @@ def list_alerts(session: Session, limit: int) -> list[tuple[Alert, int, int, int
         .order_by(Alert.last_changed_at.desc(), Alert.id.desc()).limit(limit))
     return [(a, int(d), int(p), int(x)) for a, d, p, x in rows]
 
+
+
+# -- instance coordination -----------------------------------------------------
+INGEST_LOCK = 0x5357_0001
+"""Advisory lock key: clustering and rule evaluation run one transaction at a time."""
+CLAIM_LOCK = 0x5357_0002
+"""Advisory lock key: feed claims count per-host leases without racing each other."""
+SETUP_LOCK = 0x5357_0003
+"""Advisory lock key: instances starting together migrate and sync feeds one at a time."""
+
+
+def serialise(session: Session, key: int) -> None:
+    """Wait for the cluster-wide lock `key`, held until this transaction ends.
+
+    PostgreSQL only: a transaction-level advisory lock is released by commit,
+    rollback or a dropped connection, so a killed instance never leaves it held.
+    SQLite has one instance, serialised in-process already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 # -- operations ----------------------------------------------------------------

@@ -32,22 +32,10 @@ def _logfmt_value(value: Any) -> str:
     return text
 
 
-class LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        parts = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
-        if record.exc_info:
-            parts["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in parts.items())
+class _Structured(logging.Formatter):
+    """One record as an ordered mapping: time, level, logger, message, extras, exception."""
 
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
         doc = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -57,7 +45,17 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return doc
+
+
+class LogfmtFormatter(_Structured):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in self.fields(record).items())
+
+
+class JsonFormatter(_Structured):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.fields(record), default=str, ensure_ascii=False)
 
 
 def setup(level: str = "info", fmt: str = "logfmt") -> None:

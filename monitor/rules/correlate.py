@@ -68,6 +68,15 @@ def _add(items: list[Occurrence], occ: Occurrence) -> bool:
     return True
 
 
+def _per_signal(state: dict[str, Any], key: str, signal: str, occ: Occurrence,
+                keep_from: float) -> dict[str, list[Occurrence]] | None:
+    """Occurrences per signal, pruned, with `occ` added; None if it was already known."""
+    lists: dict[str, list[Occurrence]] = state.setdefault(key, {})
+    for name in list(lists):
+        lists[name] = _prune(lists[name], keep_from)
+    return lists if _add(lists.setdefault(signal, []), occ) else None
+
+
 def _watermark(state: dict[str, Any], when: float) -> float:
     state["wm"] = max(state.get("wm", when), when)
     return float(state["wm"])
@@ -140,10 +149,8 @@ class Correlator:
                   keep_from: float) -> list[Fire]:
         c = self.corr
         assert isinstance(c, SequenceCorrelation)
-        steps: dict[str, list[Occurrence]] = state.setdefault("steps", {})
-        for name in list(steps):
-            steps[name] = _prune(steps[name], keep_from)
-        if not _add(steps.setdefault(signal, []), occ):
+        steps = _per_signal(state, "steps", signal, occ, keep_from)
+        if steps is None:
             return []
         chain = best_chain([steps.get(s, []) for s in c.steps], c.within, c.max_gap,
                            c.distinct_stories)
@@ -155,10 +162,8 @@ class Correlator:
                 keep_from: float) -> list[Fire]:
         c = self.corr
         assert isinstance(c, AllOfCorrelation)
-        seen: dict[str, list[Occurrence]] = state.setdefault("seen", {})
-        for name in list(seen):
-            seen[name] = _prune(seen[name], keep_from)
-        if not _add(seen.setdefault(signal, []), occ):
+        seen = _per_signal(state, "seen", signal, occ, keep_from)
+        if seen is None:
             return []
         tagged = sorted(((o[0], name, o) for name in c.signals for o in seen.get(name, [])),
                         key=lambda t: t[0])

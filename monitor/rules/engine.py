@@ -37,7 +37,6 @@ from monitor.rules.schema import (
 
 MAX_GROUPS_PER_EVENT = 32
 """A story naming many countries joins at most this many groups of one rule."""
-STORY_SCOPE_CHANGES = ("created", "source_added", "updated")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ from typing import Any
 from monitor.stories.features import entities
 from monitor.stories.places import countries
 
-STORY_CHANGES = ("created", "source_added", "updated")
-
 
 @dataclass(frozen=True)
 class RuleEvent:

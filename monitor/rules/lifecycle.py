@@ -18,9 +18,6 @@ from zoneinfo import ZoneInfo
 from monitor.rules.engine import Hit
 from monitor.rules.schema import DAYS, ActiveHours, InhibitRule, Rule
 
-SUPPRESSION_REASONS = ("duplicate", "inhibited", "silenced", "outside_active_hours",
-                       "throttled")
-
 
 @dataclass(frozen=True)
 class AlertInfo:

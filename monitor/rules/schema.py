@@ -37,7 +37,6 @@ FIELDS = TEXT_FIELDS + NUMBER_FIELDS
 """Fields a condition, `group_by` or `distinct` may name."""
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-FieldName = Annotated[str, Field(json_schema_extra={"enum": list(FIELDS)})]
 
 
 def _check_field(name: str) -> str:

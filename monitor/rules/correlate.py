@@ -87,6 +87,13 @@ class Correlator:
 
     def __init__(self, corr: AnyCorrelation) -> None:
         self.corr = corr
+        self.signals = frozenset(corr.signal_names())
+        self.value_field: str | None = (
+            corr.distinct if isinstance(corr, DistinctCountCorrelation)
+            else corr.field if isinstance(corr, NewValueCorrelation) else None)
+        """The field whose values an occurrence carries (distinct_count, new_value)."""
+        self.grouped = bool(corr.group_by) or not isinstance(corr, MatchCorrelation)
+        """False for an ungrouped `match`: each story is its own group, with no state."""
 
     def horizon(self) -> float:
         """How far behind the watermark state must be kept."""

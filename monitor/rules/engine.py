@@ -105,6 +105,8 @@ class RuleSet:
     """Keyword id → indexes of the rules it can trigger."""
     always: tuple[int, ...] = ()
     """Indexes of rules without a keyword trigger: evaluated for every event."""
+    terms: frozenset[int] = frozenset()
+    """The keys of `by_term`, as a set to intersect with."""
 
     @classmethod
     def compile(cls, loaded: list[LoadedRule],
@@ -130,14 +132,14 @@ class RuleSet:
                 by_term.setdefault(term, []).append(i)
         return cls(tuple(out), tuple(inhibit or ()), compiler,
                    {t: tuple(ix) for t, ix in by_term.items()},
-                   tuple(i for i, c in enumerate(out) if c.trigger is None))
+                   tuple(i for i, c in enumerate(out) if c.trigger is None), frozenset(by_term))
 
     def candidates(self, event: RuleEvent) -> list[CompiledRule]:
         """The rules that can match the event, in rule order."""
         if not self.by_term:
             return list(self.rules)
         found = set(self.always)
-        for term in self.compiler.keywords.lookup(event, "any").intersection(self.by_term):
+        for term in self.compiler.keywords.lookup(event, "any").intersection(self.terms):
             found.update(self.by_term[term])
         return [self.rules[i] for i in sorted(found)]
 
@@ -211,22 +213,27 @@ class Engine:
 
     def _observe(self, compiled: CompiledRule, signal: str, event: RuleEvent) -> list[Hit]:
         rule = compiled.rule
-        corr = compiled.correlator.corr
-        if isinstance(corr, MatchCorrelation) and not corr.group_by:
+        correlator = compiled.correlator
+        corr = correlator.corr
+        if not correlator.grouped:
             groups: list[tuple[str, dict[str, str]]] = [(self._own_key(event), {})]
         else:
             groups = [(group_key(g), g) for g in _group_values(corr, signal, event)]
+        resolves = signal == rule.resolve_when and signal not in correlator.signals
+        field_name = correlator.value_field
+        values = [None] if field_name is None else list(event.values(field_name))
+        when = ts(event.at)
         hits = []
         for key, group in groups:
-            if signal == rule.resolve_when and signal not in corr.signal_names():
-                hits.append(self._hit(compiled, key, group, Fire(ts(event.at), []), event,
+            if resolves:
+                hits.append(self._hit(compiled, key, group, Fire(when, []), event,
                                       change="resolved"))
                 continue
             state = self._state(compiled, key)
             fires = []
-            for value in self._values(corr, event):
-                occ: Occurrence = [ts(event.at), event.story_id, event.source, value]
-                fires.extend(compiled.correlator.observe(state, signal, occ))
+            for value in values:
+                occ: Occurrence = [when, event.story_id, event.source, value]
+                fires.extend(correlator.observe(state, signal, occ))
             if not isinstance(corr, MatchCorrelation):
                 self.store.put(rule.id, key, state)
             hits.extend(self._hit(compiled, key, group, f, event) for f in fires)
@@ -237,14 +244,6 @@ class Engine:
         if event.story_id is not None:
             return f"story:{event.story_id}"
         return f"entry:{event.source}:{event.at.isoformat()}"
-
-    @staticmethod
-    def _values(corr: Any, event: RuleEvent) -> list[Any]:
-        name = getattr(corr, "distinct", None) or (
-            corr.field if corr.type == "new_value" else None)
-        if name is None:
-            return [None]
-        return list(event.values(name))
 
     def _hit(self, compiled: CompiledRule, key: str, group: dict[str, str], fire: Fire,
              event: RuleEvent | None, change: str | None = None) -> Hit:

@@ -3,18 +3,33 @@
 A story event carries the whole story as it stands after the change (every
 title, text and outlet), because rules speak about stories; an entry event
 carries one entry. Field values are computed lazily and cached, so a rule set
-that never asks for `countries` never pays for it.
+that never asks for `countries` never pays for it; countries and entities are
+found per entry text and remembered, so a growing story costs only its new entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from monitor.stories.features import entities
 from monitor.stories.places import countries
+
+MEMO_PARTS = 20_000
+"""Entry texts whose countries and entities are remembered."""
+
+
+@lru_cache(maxsize=MEMO_PARTS)
+def _countries(text: str) -> tuple[str, ...]:
+    """Countries of one entry text: a story's are its entries', so each is read once."""
+    return tuple(countries(text))
+
+
+@lru_cache(maxsize=MEMO_PARTS)
+def _entities(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(e.split(":", 1)[1] for e in entities(text)))
 
 
 @dataclass(frozen=True)
@@ -99,10 +114,11 @@ class RuleEvent:
         elif name == "change":
             out = (self.change,)
         elif name == "countries":
-            out = tuple(countries(f"{self.title_text}\n{self.body_text}"))
+            out = tuple(dict.fromkeys(c for part in self.parts("any")
+                                      for c in _countries(part)))
         elif name == "entities":
-            found = entities(f"{self.title_text}\n{self.body_text}")
-            out = tuple(dict.fromkeys(e.split(":", 1)[1] for e in found))
+            out = tuple(dict.fromkeys(e for part in self.parts("any")
+                                      for e in _entities(part)))
         elif name in ("source_count", "entry_count", "story_id"):
             number = self.number(name)
             out = () if number is None else (str(int(number)),)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitor.rules.events import RuleEvent
+from monitor.rules.literals import required_runs
 from monitor.rules.schema import Condition, MacroRef, Predicate
 from monitor.stories.normalise import fold
 
@@ -23,6 +24,8 @@ Matcher = Callable[[RuleEvent], bool]
 _TOKEN = re.compile(r"\w+")
 MEMO_TEXTS = 20_000
 """Entry texts whose terms are remembered (least recently used are forgotten)."""
+MEMO_WORDS = 500_000
+"""Distinct words remembered with their terms; past this the memory starts afresh."""
 
 
 def tokens(text: str) -> list[str]:
@@ -31,15 +34,31 @@ def tokens(text: str) -> list[str]:
 
 @dataclass
 class KeywordIndex:
-    """Every keyword term of a rule set, looked up by the words of an event field."""
+    """Every keyword term of a rule set, looked up by the words of an event field.
 
-    _ids: dict[tuple[tuple[str, ...], bool], int] = field(default_factory=dict)
+    Each distinct word is classified once (exact terms, prefix terms, regex
+    literals it contains) and remembered, so scanning a text costs set
+    operations in C over its words plus work for the words never seen before.
+    """
+
+    _ids: dict[tuple[tuple[str, ...], str], int] = field(default_factory=dict)
     _exact: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     _prefix: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     _prefix_lengths: set[int] = field(default_factory=set)
+    _inner: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    """Regex literals (parts of words), keyed by their first two characters."""
     _phrases: dict[str, list[tuple[tuple[str, ...], bool, int]]] = field(
         default_factory=lambda: defaultdict(list))
     _memo: OrderedDict[str, frozenset[int]] = field(default_factory=OrderedDict)
+    _known: set[str] = field(default_factory=set)
+    """Words already classified."""
+    _word_terms: dict[str, frozenset[int]] = field(default_factory=dict)
+    """Classified words that carry at least one term."""
+    _term_words: set[str] = field(default_factory=set)
+    _phrase_heads: set[str] = field(default_factory=set)
+    _plan: tuple[list[int], frozenset[str]] | None = None
+    """Keys of `_word_terms` and `_phrases` as sets: intersecting a set with a dict
+    iterates the whole dict, with a set only the smaller side."""
 
     def term(self, text: str) -> int:
         """Register a term (`word`, `word*`, or a phrase) and return its id."""
@@ -48,19 +67,47 @@ class KeywordIndex:
         words = tuple(tokens(fold(raw.rstrip("*"))))
         if not words:
             raise ValueError(f"keyword {text!r} has no letters or digits")
-        key = (words, prefix)
+        key = (words, "prefix" if prefix else "word")
         if key in self._ids:
             return self._ids[key]
-        tid = len(self._ids)
-        self._ids[key] = tid
+        tid = self._new_id(key)
         if len(words) > 1:
             self._phrases[words[0]].append((words, prefix, tid))
+            self._phrase_heads.add(words[0])
         elif prefix:
             self._prefix[words[0]].add(tid)
             self._prefix_lengths.add(len(words[0]))
         else:
             self._exact[words[0]].add(tid)
         return tid
+
+    def inner(self, run: str) -> int:
+        """Register a folded word run that must occur inside a word (a regex literal)."""
+        key = ((run,), "inner")
+        if key in self._ids:
+            return self._ids[key]
+        tid = self._new_id(key)
+        self._inner[run[:2]].append((run, tid))
+        return tid
+
+    def _new_id(self, key: tuple[tuple[str, ...], str]) -> int:
+        tid = len(self._ids)
+        self._ids[key] = tid
+        self._memo.clear()
+        self._known.clear()
+        self._word_terms.clear()
+        self._term_words.clear()
+        self._plan = None
+        return tid
+
+    def _prefix_plan(self) -> tuple[list[int], frozenset[str]]:
+        """Prefix lengths in order, and every prefix cut to the shortest: a word whose
+        head is not among them has no prefix term, which saves most of the lookups."""
+        if self._plan is None:
+            lengths = sorted(self._prefix_lengths)
+            heads = frozenset(stem[:lengths[0]] for stem in self._prefix) if lengths else None
+            self._plan = (lengths, heads or frozenset())
+        return self._plan
 
     def lookup(self, event: RuleEvent, field_name: str) -> frozenset[int]:
         """Ids of every term present in the event's field (cached on the event).
@@ -73,26 +120,24 @@ class KeywordIndex:
         cached: frozenset[int] | None = event._cache.get(key)
         if cached is not None:
             return cached
-        result = frozenset().union(*(self._scan(part) for part in event.parts(field_name)))
+        result = frozenset().union(*(self.scan(part) for part in event.parts(field_name)))
         event._cache[key] = result
         return result
 
-    def _scan(self, text: str) -> frozenset[int]:
+    def scan(self, text: str) -> frozenset[int]:
+        """Ids of every term in one text (remembered for the most recent texts)."""
         known = self._memo.get(text)
         if known is not None:
             self._memo.move_to_end(text)
             return known
         words = tokens(fold(text))
         distinct = set(words)
+        self._classify(distinct.difference(self._known))
         found: set[int] = set()
         # Set intersections run in C: the cost is the text's length, not the rule count.
-        for word in distinct.intersection(self._exact):
-            found |= self._exact[word]
-        for length in self._prefix_lengths:
-            heads = {w[:length] for w in distinct if len(w) >= length}
-            for head in heads.intersection(self._prefix):
-                found |= self._prefix[head]
-        for word in distinct.intersection(self._phrases):
+        for word in distinct.intersection(self._term_words):
+            found |= self._word_terms[word]
+        for word in distinct.intersection(self._phrase_heads):
             for i in (i for i, w in enumerate(words) if w == word):
                 for phrase, prefix, tid in self._phrases[word]:
                     if tid not in found and _phrase_at(words, i, phrase, prefix):
@@ -102,6 +147,32 @@ class KeywordIndex:
         if len(self._memo) > MEMO_TEXTS:
             self._memo.popitem(last=False)
         return result
+
+    def _classify(self, words: set[str]) -> None:
+        """Find and remember the terms of words not seen before."""
+        if len(self._known) + len(words) > MEMO_WORDS:
+            self._known.clear()
+            self._word_terms.clear()
+            self._term_words.clear()
+        self._known |= words
+        exact, prefix, inner, terms = self._exact, self._prefix, self._inner, self._word_terms
+        lengths, heads = self._prefix_plan()
+        shortest = lengths[0] if lengths else 0
+        for word in words:
+            found = set(exact.get(word, ()))
+            if word[:shortest] in heads:
+                for length in lengths:
+                    if length > len(word):
+                        break
+                    found.update(prefix.get(word[:length], ()))
+            if inner:
+                for i in range(len(word) - 1):
+                    candidates = inner.get(word[i:i + 2])
+                    if candidates:
+                        found.update(tid for run, tid in candidates if word.startswith(run, i))
+            if found:
+                terms[word] = frozenset(found)
+                self._term_words.add(word)
 
 
 def _phrase_at(words: list[str], i: int, phrase: tuple[str, ...], prefix: bool) -> bool:
@@ -168,8 +239,11 @@ class Compiler:
     def _item_trigger(self, item: Condition | MacroRef | Predicate) -> frozenset[int] | None:
         if isinstance(item, Predicate):
             return self.trigger(item)
-        if isinstance(item, MacroRef) or item.case_sensitive or item.field not in TEXT_FIELDS \
-                or item.field == "summary":
+        if isinstance(item, MacroRef) or item.field not in TEXT_FIELDS or item.field == "summary":
+            return None
+        if item.operator == "regex":
+            return self._regex_literals(item)
+        if item.case_sensitive:
             return None
         terms = {"contains": [item.contains], "phrase": [item.phrase]}.get(
             item.operator, item.contains_any or item.contains_all)
@@ -178,15 +252,26 @@ class Compiler:
             return None
         return frozenset(self.keywords.term(t) for t in terms if t)
 
+    def _regex_literals(self, cond: Condition) -> frozenset[int] | None:
+        """Index ids of the word runs one of which every match of the regex contains."""
+        assert cond.regex is not None
+        runs = required_runs(cond.regex, 0 if cond.case_sensitive else re.IGNORECASE)
+        return None if runs is None else frozenset(self.keywords.inner(r) for r in runs)
+
     def predicate(self, pred: Predicate) -> Matcher:
         alls = [self._item(i) for i in pred.all]
         anys = [self._item(i) for i in pred.any]
         nones = [self._item(i) for i in pred.none]
 
         def matches(event: RuleEvent) -> bool:
-            return (all(m(event) for m in alls)
-                    and (not anys or any(m(event) for m in anys))
-                    and not any(m(event) for m in nones))
+            # Plain loops: this runs for every candidate rule of every event.
+            for m in alls:
+                if not m(event):
+                    return False
+            for m in nones:
+                if m(event):
+                    return False
+            return not anys or any(m(event) for m in anys)
 
         return matches
 
@@ -213,7 +298,12 @@ class Compiler:
         if op == "regex":
             assert cond.regex is not None
             pattern = re.compile(cond.regex, 0 if cond.case_sensitive else re.IGNORECASE)
-            return _per_part(name, lambda text: pattern.search(text) is not None)
+            literals = self._regex_literals(cond)
+            if literals is None:
+                return _per_part(name, lambda text: pattern.search(text) is not None)
+            scan = self.keywords.scan
+            return _per_part(name, lambda text: not literals.isdisjoint(scan(text))
+                             and pattern.search(text) is not None)
         if op == "exists":
             wanted = bool(cond.exists)
             return lambda event: bool(event.values(name)) == wanted

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from monitor.rules.engine import Engine, MemoryStore, RuleSet
 from monitor.rules.events import RuleEvent
 from monitor.rules.literals import required_runs
-from monitor.rules.match import Compiler
+from monitor.rules.match import Compiler, tokens
 from monitor.rules.schema import Condition, LoadedRule, Rule
 from monitor.stories.normalise import fold
 
@@ -90,3 +90,8 @@ def test_prefiltered_regex_matches_exactly_what_the_regex_matches(
     matcher = Compiler().condition(cond)
     expected = re.search(pattern, text, 0 if case_sensitive else re.IGNORECASE) is not None
     assert matcher(event(text)) is expected
+
+
+@given(text=st.text(max_size=60))
+def test_fast_tokens_are_the_word_runs(text: str) -> None:
+    assert tokens(text) == re.findall(r"\w+", text)

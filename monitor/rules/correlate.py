@@ -94,9 +94,10 @@ class Correlator:
         """The field whose values an occurrence carries (distinct_count, new_value)."""
         self.grouped = bool(corr.group_by) or not isinstance(corr, MatchCorrelation)
         """False for an ungrouped `match`: each story is its own group, with no state."""
-
-    def horizon(self) -> float:
+        self.keep = self._horizon()
         """How far behind the watermark state must be kept."""
+
+    def _horizon(self) -> float:
         c = self.corr
         if isinstance(c, SpikeCorrelation):
             span = c.baseline
@@ -111,7 +112,7 @@ class Correlator:
     def observe(self, state: dict[str, Any], signal: str, occ: Occurrence) -> list[Fire]:
         """Record an occurrence of `signal`; return what fires because of it."""
         wm = _watermark(state, occ[0])
-        keep_from = wm - self.horizon()
+        keep_from = wm - self.keep
         c = self.corr
         if isinstance(c, MatchCorrelation):
             return [Fire(occ[0], [occ])]

@@ -56,7 +56,7 @@ class RuleEvent:
     story_title: str = ""
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property
     def source_count(self) -> int:
         return len(set(self.sources))
 

@@ -171,6 +171,8 @@ def countries(text: str) -> list[str]:
     A name starts with a capital letter, so only capitalised words are folded
     and looked up: the cost is in the names a text has, not its length.
     """
+    if text.islower():
+        return []  # no capital letter, so no name
     table, longest = _index()
     firsts = _first_words()
     raw = _WORD.findall(text)

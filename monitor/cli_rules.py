@@ -102,11 +102,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     run = backtest(rules, entries, timedelta(seconds=settings.stories.window), end)
     for c in run.book.changes:
         group = ", ".join(f"{k}={v}" for k, v in c["group"].items())
+        items = f"  {c['items']} alert(s)" if c["change"] == "digest" else ""
         print(f"{c['at'].isoformat()}  {c['change'].upper():8} {c['rule']}"
-              f"{f' [{group}]' if group else ''}  stories {c['stories']}  "
+              f"{f' [{group}]' if group else ''}{items}  stories {c['stories']}  "
               f"sources {', '.join(c['sources'])}")
     for s in run.book.suppressed:
         print(f"{s['at'].isoformat()}  SUPPRESSED {s['rule']}: {s['reason']}")
+    for rule_id, _, state in run.book.open_digests():
+        print(f"{state['end']}  OPEN DIGEST {rule_id}: {len(state['items'])} alert(s) "
+              f"still collecting, due at the end of the period")
     print(f"{len(entries)} entries replayed: {len(run.book.changes)} alert changes, "
           f"{len(run.book.suppressed)} suppressed")
     return 0

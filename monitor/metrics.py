@@ -106,9 +106,10 @@ MAX_RULE_LABELS = 100
 SUPPRESSIONS = Counter("storywatch_alert_suppressions_total",
                        "Rule matches that raised no alert change, by reason.", ["reason"],
                        registry=REGISTRY)
-SUPPRESSION_REASONS = ("duplicate", "inhibited", "silenced", "outside_active_hours", "throttled")
+SUPPRESSION_REASONS = ("duplicate", "inhibited", "silenced", "outside_active_hours", "throttled",
+                       "digested")
 ALERTS = Gauge("storywatch_alerts", "Alerts by state.", ["state"], registry=REGISTRY)
-ALERT_STATES = ("firing", "resolved")
+ALERT_STATES = ("firing", "resolved", "digest")
 DB_SIZE = Gauge("storywatch_database_size_bytes", "Size of the database on disk.",
                 registry=REGISTRY)
 SCHEDULER_LAST_TICK = Gauge("storywatch_scheduler_last_tick_timestamp_seconds",

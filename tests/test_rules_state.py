@@ -37,6 +37,7 @@ RULES = [SEQUENCE] + [Rule.model_validate(yaml.safe_load(text)) for text in (
     " correlation: {type: count, signal: q, threshold: 2, within: 1h}, throttle: 30m}",
     "{id: a, title: a, signals: {t: {any: [{contains: truce}]}, s: {any: [{contains: strike*}]}},"
     " correlation: {type: absence, after: t, expect: s, within: 2h, allowed_lateness: 0s}}",
+    "{id: d, title: d, where: {any: [{contains: weather}]}, digest: {every: 1h, max_items: 2}}",
 )]
 
 
@@ -83,7 +84,7 @@ def live_changes(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
 def live_sources(sessions: sessionmaker[Session]) -> dict[tuple[str, str], list[str]]:
     with sessions() as session:
         return {(a.rule_id, a.group_key): sorted(a.sources)
-                for a in session.scalars(select(Alert))}
+                for a in session.scalars(select(Alert)) if a.state != "digest"}
 
 
 def step(minutes: float, story: int, title: str, source: str = "A") -> TestStep:

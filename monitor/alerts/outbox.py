@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -25,8 +25,9 @@ from monitor.alerts.render import RenderError, compile_template, render
 from monitor.config import Route
 from monitor.db import queries
 from monitor.db.models import Alert, AlertEvent, Delivery, Story
+from monitor.rules import digest
 from monitor.rules.engine import Hit
-from monitor.rules.lifecycle import AlertInfo, Decision, fingerprint, labels_of
+from monitor.rules.lifecycle import AlertInfo, Decision, digest_item, fingerprint, labels_of
 from monitor.rules.schema import Rule
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ class DbBook:
             self._firing = queries.firing_alert_labels(self.session)
         return self._firing
 
-    def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
+    def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime,
+              notify: bool = True) -> dict[str, Any]:
         rule = hit.rule
         alert = queries.alert_by_fingerprint(self.session, fp)
         kind = {"fire": "firing", "update": "updated", "resolve": "resolved"}[decision.action]
@@ -205,15 +207,20 @@ class DbBook:
             alert.state, alert.resolved_at = "resolved", now
         if alert.story_ids:
             alert.story_id = alert.story_ids[-1]
-        alert.seq += 1
+        alert.seq += notify
         alert.last_changed_at = alert.last_notified_at = now
         self.session.flush()
         payload = self._payload(alert, kind, rule, hit, decision)
-        labels = labels_of(rule, hit.group)
-        _record(self.session, alert, payload,
-                route(rule, labels, self.notifiers, self.routes), now)
         metrics.RULE_MATCHES.labels(kind).inc()
         self._firing = None
+        if notify:
+            labels = labels_of(rule, hit.group)
+            _record(self.session, alert, payload,
+                    route(rule, labels, self.notifiers, self.routes), now)
+        return {**digest_item(fp, kind, alert.state, hit, now, list(alert.story_ids),
+                              list(alert.sources)),
+                **{k: payload[k] for k in ("summary", "story", "stories", "new_sources")},
+                "outlets": payload["sources"]}
 
     def _payload(self, alert: Alert, kind: str, rule: Rule, hit: Hit,
                  decision: Decision) -> dict[str, Any]:
@@ -231,6 +238,67 @@ class DbBook:
                                 hit.at, now, {"stories": list(hit.story_ids),
                                               "sources": list(hit.sources)})
         metrics.SUPPRESSIONS.labels(reason).inc()
+
+
+    def open_digest(self, rule_id: str, key: str) -> dict[str, Any] | None:
+        return queries.rule_state_get(self.session, rule_id, key)
+
+    def save_digest(self, rule_id: str, key: str, state: dict[str, Any] | None) -> None:
+        if state is None:
+            queries.rule_state_delete(self.session, rule_id, key)
+        else:
+            queries.rule_state_put(self.session, rule_id, key, state, datetime.now(UTC))
+
+    def open_digests(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return queries.rule_states_like(self.session, digest.PREFIX)
+
+    def send_digest(self, rule: Rule, key: str, state: dict[str, Any], now: datetime) -> None:
+        """One notification listing the digest's alerts, in this transaction: a crash
+        before commit sends it on the next tick, with the same idempotency key."""
+        fp = fingerprint(rule.id, key)
+        alert = queries.alert_by_fingerprint(self.session, fp)
+        if alert is None:
+            alert = Alert(fingerprint=fp, rule_id=rule.id, group_key=key, story_id=None,
+                          state="digest", severity=rule.severity, title=rule.title,
+                          labels=dict(rule.labels), group_labels=dict(state["group"]), seq=0,
+                          sources=[], story_ids=[], first_fired_at=now, last_changed_at=now)
+            self.session.add(alert)
+        alert.seq += 1
+        alert.sources, alert.story_ids = digest.sources(state), digest.stories(state)
+        alert.last_changed_at = alert.last_notified_at = now
+        self.session.flush()
+        payload = digest_payload(alert, rule, state)
+        _record(self.session, alert, payload,
+                route(rule, labels_of(rule, state["group"]), self.notifiers, self.routes), now)
+        metrics.RULE_MATCHES.labels("digest").inc()
+
+
+def digest_key(fp: str, state: dict[str, Any]) -> str:
+    """Stable per digest (fingerprint, period, part), whatever happens in between."""
+    return hashlib.sha256(f"{fp}:digest:{state['start']}:{state['part']}".encode()).hexdigest()[:40]
+
+
+def digest_payload(alert: Alert, rule: Rule, state: dict[str, Any]) -> dict[str, Any]:
+    """The webhook payload of a digest: the usual envelope, plus `digest` and `items`."""
+    items = state["items"]
+    start, end = datetime.fromisoformat(state["start"]), datetime.fromisoformat(state["end"])
+    n = len(items)
+    group = ", ".join(f"{k}={v}" for k, v in sorted(state["group"].items()))
+    title = (f"{n} alert{'s' if n != 1 else ''} from {_iso(start)} to {_iso(end)}"
+             f"{f' ({group})' if group else ''}")
+    story = {"id": None, "title": title, "first_seen": _iso(start), "last_seen": _iso(end),
+             "source_count": len(digest.sources(state)), "entry_count": n}
+    outlets = list({o["name"]: o for item in items for o in item.get("outlets", [])}.values())
+    payload = _envelope(
+        alert, "digest", {"id": rule.id, "title": rule.title, "severity": rule.severity,
+                          "description": rule.description},
+        story, outlets, f"{rule.title}: {title}", new_sources=[], group=dict(state["group"]),
+        stories=[], digest={"period_start": _iso(start), "period_end": _iso(end),
+                            "part": state["part"], "items": n,
+                            "complete": n < (rule.digest.max_items if rule.digest else n + 1)},
+        items=items)
+    payload["idempotency_key"] = digest_key(alert.fingerprint, state)
+    return _templated(rule, payload)
 
 
 def quiet_alerts(session: Session, rules: Sequence[Rule], now: datetime) -> list[Hit]:

@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-MARKS = {"firing": "ALERT", "updated": "UPDATE", "resolved": "RESOLVED"}
+MARKS = {"firing": "ALERT", "updated": "UPDATE", "resolved": "RESOLVED", "digest": "DIGEST"}
 
 
 class RenderError(Exception):
@@ -31,20 +31,38 @@ _ENV.filters["mrkdwn"] = mrkdwn
 
 CONSOLE = """\
 [{{ mark }}] {{ rule.severity|upper }} {{ rule.title }}
+{% if event == "digest" %}
+  {{ story.title }}
+{% for item in items %}
+   - {{ item.story.title }} ({{ item.sources|length }} source(s)\
+{% if item.event != "firing" %}, {{ item.event }}{% endif %}\
+{% if item.changes > 1 %}, {{ item.changes }} changes{% endif %})
+{% endfor %}
+{% else %}
   story #{{ story.id }}: {{ story.title }}
   {{ story.source_count }} source(s), first seen {{ story.first_seen }}
 {% for s in sources %}
    - {{ s.name }}: {{ s.title }}
-{% endfor %}"""
+{% endfor %}
+{% endif %}"""
 
 SLACK = """\
+{% if event == "digest" %}
+{% for item in items %}
+{% set links = item.outlets|selectattr("url")|list %}
+• {% if links %}<{{ links[0].url }}|{{ item.story.title|mrkdwn }}>\
+{% else %}{{ item.story.title|mrkdwn }}{% endif %} ({{ item.sources|join(", ")|mrkdwn }}\
+{% if item.event != "firing" %}; {{ item.event }}{% endif %})
+{% endfor %}
+{% else %}
 {% if event == "updated" and new_sources %}
 New source{{ "s" if new_sources|length > 1 else "" }}: {{ new_sources|join(", ")|mrkdwn }}
 {% endif %}
 {% for s in sources %}
 • {% if s.url %}<{{ s.url }}|{{ s.name|mrkdwn }}>{% else %}{{ s.name|mrkdwn }}{% endif %}: \
 {{ s.title|mrkdwn }}
-{% endfor %}"""
+{% endfor %}
+{% endif %}"""
 
 SUMMARY = "{{ summary }}"
 """Alertmanager's `summary` annotation."""

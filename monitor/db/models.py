@@ -229,7 +229,7 @@ class AlertEvent(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     seq: Mapped[int]
     kind: Mapped[str] = mapped_column(String(20))
-    """firing | updated | resolved"""
+    """firing | updated | resolved | digest"""
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
 
@@ -303,7 +303,7 @@ class Suppression(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     group_key: Mapped[str] = mapped_column(String(500))
     reason: Mapped[str] = mapped_column(String(30))
-    """duplicate | inhibited | silenced | outside_active_hours | throttled"""
+    """duplicate | inhibited | silenced | outside_active_hours | throttled | digested"""
     event_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -561,6 +561,19 @@ def rule_state_put(session: Session, rule_id: str, group_key: str, state: dict[s
     session.flush()
 
 
+def rule_state_delete(session: Session, rule_id: str, group_key: str) -> None:
+    session.execute(delete(RuleState).where(RuleState.rule_id == rule_id,
+                                            RuleState.group_key == group_key))
+
+
+def rule_states_like(session: Session, key_prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(rule id, group key, state) of every rule's rows whose key starts with the prefix."""
+    rows = session.execute(select(RuleState.rule_id, RuleState.group_key, RuleState.state)
+                           .where(RuleState.group_key.startswith(key_prefix, autoescape=True))
+                           .order_by(RuleState.id))
+    return [(rule_id, key, dict(state)) for rule_id, key, state in rows]
+
+
 def rule_state_groups(session: Session, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
     rows = session.execute(select(RuleState.group_key, RuleState.state)
                            .where(RuleState.rule_id == rule_id))

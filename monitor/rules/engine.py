@@ -35,6 +35,8 @@ from monitor.rules.schema import (
     load_bundle,
 )
 
+DIGEST_PREFIX = "digest:"
+"""Rule state rows of open digests (monitor.rules.digest), next to the windows."""
 MAX_GROUPS_PER_EVENT = 32
 """A story naming many countries joins at most this many groups of one rule."""
 
@@ -266,7 +268,8 @@ class Engine:
             if not isinstance(corr, AbsenceCorrelation):
                 continue
             watermark = ts(now) - corr.allowed_lateness
-            groups = self.store.groups(compiled.rule.id)
+            groups = [(key, raw) for key, raw in self.store.groups(compiled.rule.id)
+                      if not key.startswith(DIGEST_PREFIX)]
             if compiled.is_silence and not corr.group_by and not groups:
                 groups = [("", {})]
             for key, raw in groups:

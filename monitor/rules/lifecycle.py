@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from monitor.rules import digest
 from monitor.rules.engine import Hit
 from monitor.rules.schema import DAYS, ActiveHours, InhibitRule, Rule
 
@@ -148,10 +149,20 @@ class AlertBook(Protocol):
 
     def firing_labels(self) -> list[dict[str, str]]: ...
 
-    def apply(self, hit: Hit, decision: Decision, fingerprint: str, now: datetime) -> None: ...
+    def apply(self, hit: Hit, decision: Decision, fingerprint: str, now: datetime,
+              notify: bool = True) -> dict[str, Any]:
+        """Record an alert change; notify it now, or return it as a digest item."""
 
     def suppress(self, hit: Hit, decision: Decision, fingerprint: str,
                  now: datetime) -> None: ...
+
+    def open_digest(self, rule_id: str, key: str) -> dict[str, Any] | None: ...
+
+    def save_digest(self, rule_id: str, key: str, state: dict[str, Any] | None) -> None: ...
+
+    def open_digests(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    def send_digest(self, rule: Rule, key: str, state: dict[str, Any], now: datetime) -> None: ...
 
 
 def handle(book: AlertBook, policy: Policy, hit: Hit, now: datetime) -> Decision:
@@ -160,9 +171,39 @@ def handle(book: AlertBook, policy: Policy, hit: Hit, now: datetime) -> Decision
     decision = policy.decide(hit, book.info(fp), book.firing_labels(), now)
     if decision.action == "suppress":
         book.suppress(hit, decision, fp, now)
-    elif decision.action != "ignore":
+    elif decision.action != "ignore" and hit.rule.digest is None:
         book.apply(hit, decision, fp, now)
+    elif decision.action != "ignore":
+        _collect(book, hit, book.apply(hit, decision, fp, now, notify=False), now)
+        book.suppress(hit, Decision("suppress", "digested", decision.new_sources,
+                                    decision.new_stories), fp, now)
     return decision
+
+
+def _collect(book: AlertBook, hit: Hit, item: dict[str, Any], now: datetime) -> None:
+    """Put an alert change into its rule's open digest; send the digest when full."""
+    spec = hit.rule.digest
+    assert spec is not None
+    key, group = digest.key_of(spec, labels_of(hit.rule, hit.group))
+    state = book.open_digest(hit.rule.id, key)
+    if state is not None and now >= digest.ends(state):
+        book.send_digest(hit.rule, key, state, now)  # its period ended before the tick came
+        state = None
+    state = state or digest.opened(spec, group, now)
+    digest.add(state, item)
+    if digest.full(spec, state):
+        book.send_digest(hit.rule, key, state, now)
+        state = digest.after_sending(state, now)
+    book.save_digest(hit.rule.id, key, state)
+
+
+def send_due_digests(book: AlertBook, rules: dict[str, Rule], now: datetime) -> None:
+    """Send every open digest whose period has ended (of rules still loaded)."""
+    for rule_id, key, state in book.open_digests():
+        rule = rules.get(rule_id)
+        if rule is not None and now >= digest.ends(state):
+            book.send_digest(rule, key, state, now)
+            book.save_digest(rule_id, key, None)
 
 
 @dataclass
@@ -172,6 +213,8 @@ class MemoryBook:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)
     suppressed: list[dict[str, Any]] = field(default_factory=list)
+    digests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """Open digests by (rule id, digest key)."""
 
     def info(self, fp: str) -> AlertInfo | None:
         a = self.alerts.get(fp)
@@ -183,7 +226,8 @@ class MemoryBook:
     def firing_labels(self) -> list[dict[str, str]]:
         return [a["labels"] for a in self.alerts.values() if a["state"] == "firing"]
 
-    def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
+    def apply(self, hit: Hit, decision: Decision, fp: str, now: datetime,
+              notify: bool = True) -> dict[str, Any]:
         a = self.alerts.setdefault(fp, {"stories": [], "sources": [], "state": "resolved",
                                         "labels": labels_of(hit.rule, hit.group),
                                         "notified": None, "rule": hit.rule,
@@ -196,9 +240,11 @@ class MemoryBook:
             a["sources"] += [s for s in hit.sources if s not in a["sources"]]
         a["state"] = "resolved" if change == "resolved" else "firing"
         a["notified"] = now
-        self.changes.append({"rule": hit.rule.id, "change": change, "group": hit.group,
-                             "group_key": hit.group_key, "at": hit.at, "now": now,
-                             "stories": list(a["stories"]), "sources": list(a["sources"])})
+        if notify:
+            self.changes.append({"rule": hit.rule.id, "change": change, "group": hit.group,
+                                 "group_key": hit.group_key, "at": hit.at, "now": now,
+                                 "stories": list(a["stories"]), "sources": list(a["sources"])})
+        return digest_item(fp, change, a["state"], hit, now, a["stories"], a["sources"])
 
     def quiet(self, now: datetime) -> list[Hit]:
         """Resolution hits for firing alerts unchanged for their rule's `resolve_after`."""
@@ -211,3 +257,32 @@ class MemoryBook:
     def suppress(self, hit: Hit, decision: Decision, fp: str, now: datetime) -> None:
         self.suppressed.append({"rule": hit.rule.id, "reason": decision.reason,
                                 "group": hit.group, "at": hit.at, "now": now})
+
+    def open_digest(self, rule_id: str, key: str) -> dict[str, Any] | None:
+        return self.digests.get((rule_id, key))
+
+    def save_digest(self, rule_id: str, key: str, state: dict[str, Any] | None) -> None:
+        if state is None:
+            self.digests.pop((rule_id, key), None)
+        else:
+            self.digests[(rule_id, key)] = state
+
+    def open_digests(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(r, k, s) for (r, k), s in self.digests.items()]
+
+    def send_digest(self, rule: Rule, key: str, state: dict[str, Any], now: datetime) -> None:
+        # A replay's clock jumps from event to event: the daemon, ticking every second,
+        # would have sent a digest due by time when its period ended.
+        sent = min(now, digest.ends(state))
+        self.changes.append({"rule": rule.id, "change": "digest", "group": state["group"],
+                             "group_key": key, "at": sent, "now": sent,
+                             "stories": digest.stories(state), "sources": digest.sources(state),
+                             "items": len(state["items"]), "part": state["part"]})
+
+
+def digest_item(fp: str, change: str, state: str, hit: Hit, now: datetime,
+                stories: list[int], sources: list[str]) -> dict[str, Any]:
+    """What a digest lists about one alert change (the live book adds the story text)."""
+    return {"fingerprint": fp, "event": change, "status": state, "group": dict(hit.group),
+            "story_ids": list(stories), "sources": list(sources), "first_at": now.isoformat(),
+            "last_at": now.isoformat()}

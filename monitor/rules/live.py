@@ -19,7 +19,7 @@ from monitor.config import Route
 from monitor.db import queries
 from monitor.rules.engine import Engine, Hit, RuleSet
 from monitor.rules.events import RuleEvent
-from monitor.rules.lifecycle import Policy, Silence, handle
+from monitor.rules.lifecycle import Policy, Silence, handle, send_due_digests
 
 
 class DbStore:
@@ -111,8 +111,10 @@ class RuleRunner:
         return self._handle(session, rules, hits, now)
 
     def tick(self, session: Session, now: datetime) -> list[str]:
-        """Close absence windows and resolve alerts that went quiet."""
+        """Send digests whose period ended, close absence windows, resolve quiet alerts."""
         rules = self.rules()
+        send_due_digests(DbBook(session, self.notifiers(), self.routes()),
+                         {c.rule.id: c.rule for c in rules.rules}, now)
         hits = Engine(rules, DbStore(session, now)).tick(now)
         hits += quiet_alerts(session, [c.rule for c in rules.rules], now)
         return self._handle(session, rules, hits, now)

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.rules.engine import Engine, MemoryStore, RuleSet
 from monitor.rules.events import RuleEvent
-from monitor.rules.lifecycle import MemoryBook, Policy, handle
+from monitor.rules.lifecycle import MemoryBook, Policy, handle, send_due_digests
 from monitor.rules.schema import Expectation, LoadedRule, RuleTest, TestStep
 
 
@@ -31,6 +31,7 @@ class Replay:
         self.engine = Engine(rules, MemoryStore())
         self.policy = policy or Policy(inhibit=rules.inhibit)
         self.book = MemoryBook()
+        self.rules = {c.rule.id: c.rule for c in rules.rules}
         self.clock: datetime | None = None
 
     def advance(self, now: datetime) -> None:
@@ -38,6 +39,7 @@ class Replay:
         if self.clock is not None and now <= self.clock:
             return
         self.clock = now
+        send_due_digests(self.book, self.rules, now)
         for hit in self.engine.tick(now) + self.book.quiet(now):
             handle(self.book, self.policy, hit, now)
 
@@ -116,6 +118,8 @@ def _check(expect: Expectation, got: dict[str, Any]) -> list[str]:
         problems.append(f"sources {got['sources']} (expected {expect.sources})")
     if expect.stories is not None and sorted(got["stories"]) != sorted(expect.stories):
         problems.append(f"stories {got['stories']} (expected {expect.stories})")
+    if expect.items is not None and got.get("items") != expect.items:
+        problems.append(f"items {got.get('items')} (expected {expect.items})")
     return problems
 
 

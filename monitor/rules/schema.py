@@ -291,6 +291,16 @@ UNION_TAGS = frozenset({"condition", "macro", "predicate", "match", "count", "di
 """Union member tags pydantic puts into error locations; hidden from users."""
 
 
+def _check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -303,23 +313,54 @@ class ActiveHours(_Strict):
     end: str = Field(default="24:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
     timezone: str = "UTC"
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
 
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+
+DAY = 86400.0
+
+
+class Digest(_Strict):
+    """Deliver a rule's alert changes as one notification per period instead of one each.
+
+    Periods follow the wall clock of `timezone`: with `every: 1h` they start on
+    the hour, with `every: 1d, offset: 8h` at 08:00 local time every day, with
+    `every: 7d` on Mondays. A digest is sent when its period ends, or as soon
+    as it holds `max_items` alerts (the rest of the period goes into the next
+    part).
+    """
+
+    every: Duration
+    max_items: int = Field(default=50, ge=1, le=1000)
+    group_by: list[str] = Field(default_factory=list)
+    """Alert labels that split the digest (e.g. one per country); default one per rule."""
+    timezone: str = "UTC"
+    offset: Duration = 0.0
+    """Where periods start within a day (or within `every` when shorter than a day)."""
+
+    @field_validator("every")
+    @classmethod
+    def _divides_days(cls, value: float) -> float:
+        if value < 60 or (value < DAY and DAY % value) or (value >= DAY and value % DAY):
+            raise ValueError("every must divide a day (e.g. 15m, 1h, 6h) or be whole days "
+                             "(1d, 7d), and be at least 1m")
         return value
+
+    @model_validator(mode="after")
+    def _offset_inside(self) -> Digest:
+        if not 0 <= self.offset < min(self.every, DAY):
+            raise ValueError("offset must be shorter than every (and than a day)")
+        return self
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
 
 
 class Expectation(_Strict):
     """An alert a rule test expects (fields left out are not checked)."""
 
-    change: Literal["firing", "updated", "resolved"] = "firing"
+    change: Literal["firing", "updated", "resolved", "digest"] = "firing"
     at: str | None = None
+    items: int | None = None
+    """For a digest: how many alerts it lists."""
     group: dict[str, str] | None = None
     sources: list[str] | None = None
     stories: list[int] | None = None
@@ -378,6 +419,8 @@ class Rule(_Strict):
     summary: str | None = None
     body: str | None = None
     """Jinja2 templates (sandboxed, StrictUndefined) for the alert text."""
+    digest: Digest | None = None
+    """Collect the alert changes of a period into one notification."""
     tests: list[RuleTest] = Field(default_factory=list)
 
     def problems(self) -> list[tuple[tuple[str | int, ...], str]]:

@@ -32,9 +32,13 @@ def _label_name(key: str) -> str:
 
 
 def alert_labels(payload: dict[str, Any]) -> dict[str, str]:
-    """`alertname` is the rule id; the fingerprint label keeps stories apart."""
+    """`alertname` is the rule id; the fingerprint label keeps stories apart, and a
+    digest's `storywatch_digest` (its period) makes each digest an alert of its own."""
     out = {_label_name(k): str(v) for k, v in payload["labels"].items()}
     out.update(alertname=payload["rule"]["id"], storywatch_fingerprint=payload["fingerprint"])
+    if payload["event"] == "digest":
+        digest = payload["digest"]
+        out["storywatch_digest"] = f"{digest['period_start']}#{digest['part']}"
     return out
 
 
@@ -49,6 +53,11 @@ def alert_annotations(payload: dict[str, Any], summary: Template) -> dict[str, s
     }
     if payload["rule"]["description"]:
         out["description"] = payload["rule"]["description"]
+    if payload["event"] == "digest":
+        out["items"] = str(payload["digest"]["items"])
+        out["stories"] = "\n".join(
+            f"{item['story']['title']} ({', '.join(item['sources'])})"
+            for item in payload["items"])
     return out
 
 

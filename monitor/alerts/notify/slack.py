@@ -33,17 +33,23 @@ RETRYABLE_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "
 """`ok: false` codes that are Slack's trouble, not ours; every other code is permanent."""
 
 _EMOJI = {"firing": ":rotating_light:", "updated": ":heavy_plus_sign:",
-          "resolved": ":white_check_mark:"}
+          "resolved": ":white_check_mark:", "digest": ":newspaper:"}
 
 
 def _fields(payload: dict[str, Any]) -> list[dict[str, str]]:
     story = payload["story"]
-    return [{"type": "mrkdwn", "text": f"*{label}*\n{render.mrkdwn(value)}"} for label, value in (
+    pairs: tuple[tuple[str, Any], ...] = (
         ("Severity", payload["rule"]["severity"]),
         ("Status", payload["status"]),
         ("Sources", story["source_count"]),
         ("First seen", story["first_seen"] or "-"),
-    )]
+    )
+    if payload["event"] == "digest":
+        digest = payload["digest"]
+        pairs = (("Severity", payload["rule"]["severity"]), ("Alerts", digest["items"]),
+                 ("From", digest["period_start"]), ("To", digest["period_end"]))
+    return [{"type": "mrkdwn", "text": f"*{label}*\n{render.mrkdwn(value)}"}
+            for label, value in pairs]
 
 
 def blocks(payload: dict[str, Any], body: str) -> list[dict[str, Any]]:
@@ -90,6 +96,10 @@ class SlackNotifier:
     async def _bot(self, msg: Message) -> Outcome:
         content = self.message(msg)
         event = msg.payload["event"]
+        if event == "digest":  # each digest is a message of its own, never a thread reply
+            assert self.cfg.channel is not None
+            return (await self._api("chat.postMessage", {"channel": self.cfg.channel, **content},
+                                    msg.key))[0]
         if msg.thread is None:
             assert self.cfg.channel is not None
             outcome, data = await self._api("chat.postMessage", {

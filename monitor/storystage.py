@@ -1,0 +1,198 @@
+"""The story stage: stored entries become story members, rule events and alerts.
+
+Storing a fetch (`monitor/ingest.py`) and analysing it are separate steps.
+This stage takes entries that are stored but in no story yet, in id order and
+in batches, clusters them, and commits each batch in one transaction: the
+members, the stories' counts, the rule state and the alerts with their outbox
+rows. An alert is therefore never written without the story change that caused
+it. Membership is the only "done" mark (`story_members.entry_id` is unique and
+sets the entry's `story_id` in the same transaction), so a batch lost to a
+crash is simply taken again, and no entry is ever clustered twice.
+
+Several instances on one PostgreSQL take batches under `INGEST_LOCK` and
+first replay what the others added (see docs/scaleout.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import metrics
+from monitor.db import queries
+from monitor.rules.live import RuleRunner, entry_event, story_event
+from monitor.stories.cluster import Doc, StoryIndex
+
+BATCH = 500
+"""Entries per transaction: large enough to amortise the queries, small enough
+that a batch holds the write lock for well under a second."""
+
+
+@dataclass
+class StageReport:
+    entries: int = 0
+    stories_created: int = 0
+    alerts: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    """One readable line per story change, for logs and the demo."""
+
+
+Change = tuple[int, int, str]
+"""(story id, entry id, change) for one clustered entry."""
+
+
+def doc(row: Any, source: str) -> Doc:
+    """What clustering reads of a stored entry (a row starting with `queries.DOC_COLUMNS`)."""
+    return Doc(row[0], source, row[1], row[2] or "", row[3], row[4], row[5], row[6])
+
+
+class StoryStage:
+    """Owns the in-memory story index; clusters the backlog one batch at a time."""
+
+    def __init__(self, sessions: sessionmaker[Session], index: StoryIndex, runner: RuleRunner,
+                 batch: int = BATCH) -> None:
+        self.sessions = sessions
+        self.index = index
+        self.runner = runner
+        self.batch = batch
+        self.ready = False
+        """False until the index is rebuilt, and again after a failed batch."""
+        self.seen_member = 0
+        """The newest story member the index holds (see `_catch_up`)."""
+
+    def rebuild(self, now: datetime, stop: Callable[[], bool] = lambda: False) -> int | None:
+        """Reload the clustering state from the members inside the window.
+
+        Needs no lock: members are only added under the ingest lock, so every
+        member up to the newest id read here is committed, and later ones
+        (this or another instance's) arrive through `_catch_up`. Returns the
+        entries replayed, or None when `stop()` interrupted it.
+        """
+        fresh = StoryIndex(self.index.window, self.index.threshold)
+        n = 0
+        with self.sessions() as session:
+            upto = queries.last_member_id(session)
+            for row in queries.window_docs(session, now - fresh.window, upto):
+                _remember(fresh, doc(row, row.source), row.story_id)
+                n += 1
+                if n % 1000 == 0 and stop():
+                    return None
+        self.index, self.seen_member, self.ready = fresh, upto, True
+        metrics.OPEN_STORIES.set(fresh.open_stories)
+        return n
+
+    def _catch_up(self, session: Session) -> None:
+        """Replay members other instances added since we last looked (we hold the lock).
+
+        Every instance thus clusters against the same index a single instance
+        would hold after the same sequence of members: one total order, many fetchers.
+        """
+        for row in queries.members_since(session, self.seen_member):
+            _remember(self.index, doc(row, row.source), row.story_id)
+            self.seen_member = row.id
+
+    def run_batch(self, now: datetime) -> StageReport:
+        """Cluster the next batch of the backlog and evaluate the rules, in one transaction.
+
+        On any error the transaction rolls back and the index, which may hold
+        part of the batch, is marked for a rebuild (`ready` is False).
+        """
+        assert self.ready, "rebuild() first"
+        report = StageReport()
+        try:
+            with self.sessions.begin() as session:
+                queries.serialise(session, queries.INGEST_LOCK)
+                self._catch_up(session)
+                rows = queries.unclustered(session, self.batch)
+                if rows:
+                    self._cluster(session, rows, now, report)
+                    self.seen_member = queries.last_member_id(session)
+        except BaseException:
+            self.ready = False
+            raise
+        metrics.OPEN_STORIES.set(self.index.open_stories)
+        return report
+
+    def _cluster(self, session: Session, rows: list[Any], now: datetime,
+                 report: StageReport) -> None:
+        tallies: dict[int, queries.Tally] = {}
+        members: list[dict[str, Any]] = []
+        fetches: dict[tuple[int, datetime], list[Change]] = {}
+        """Each fetch's changes: rules see one fetch at a time, as it was stored."""
+        for row in rows:
+            started = time.perf_counter()
+            source = row.name
+            feats = self.index.features(doc(row, source))
+            decision = self.index.assign(feats)
+            if decision.story_id is None:
+                story_id = queries.insert_story(session, row.title or "(untitled)",
+                                                row.event_at, now)
+                tally = tallies[story_id] = queries.Tally(story_id, 0, row.event_at,
+                                                          row.event_at, set())
+                change = "created"
+                report.stories_created += 1
+                metrics.STORIES.labels("created").inc()
+                report.events.append(f"new story #{story_id} [{source}] {row.title}")
+            else:
+                story_id = decision.story_id
+                found = tallies.get(story_id) or queries.story_tally(session, story_id)
+                assert found is not None, "index refers to a story the database lacks"
+                tally = tallies[story_id] = found
+                change = "updated" if source in tally.sources else "source_added"
+                metrics.STORIES.labels("joined").inc()
+                if change == "source_added":
+                    metrics.STORIES.labels("source_added").inc()
+            tally.entry_count += 1
+            tally.sources.add(source)
+            tally.first_seen_at = min(tally.first_seen_at, row.event_at)
+            tally.last_seen_at = max(tally.last_seen_at, row.event_at)
+            if decision.story_id is not None:
+                report.events.append(
+                    f"story #{story_id} +[{source}] ({len(tally.sources)} sources; "
+                    f"{decision.reason} {decision.similarity:.2f}) {row.title}")
+            members.append({"story_id": story_id, "entry_id": row.id, "source": source,
+                            "similarity": decision.similarity, "reason": decision.reason,
+                            "detail": decision.detail, "joined_at": now})
+            fetches.setdefault((row.feed_id, row.fetched_at), []).append(
+                (story_id, row.id, change))
+            self.index.observe(feats)
+            self.index.add(feats, story_id)
+            metrics.CLUSTER_REASONS.labels(decision.reason).inc()
+            metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
+        queries.insert_members(session, members)
+        queries.update_stories(session, tallies.values(), now)
+        report.entries = len(rows)
+        stories = queries.members_of(session, tallies)
+        for changes in fetches.values():
+            self._evaluate(session, changes, stories, now, report)
+
+    def _evaluate(self, session: Session, changes: list[Change],
+                  stories: dict[int, list[queries.MemberRow]], now: datetime,
+                  report: StageReport) -> None:
+        """Every new entry is an entry event and a change of its story, as of that entry."""
+        events = []
+        for story_id, entry_id, change in changes:
+            rows = stories[story_id]
+            trigger = next(r for r in rows if r.entry.id == entry_id)
+            upto = [r for r in rows if r.member.id <= trigger.member.id]
+            events += [entry_event(trigger), story_event(upto, change, trigger)]
+        report.alerts += self.runner.process(session, events, now)
+
+    def backlog(self) -> int:
+        with self.sessions() as session:
+            return queries.backlog(session)
+
+    def has_backlog(self) -> bool:
+        with self.sessions() as session:
+            return queries.has_backlog(session)
+
+
+def _remember(index: StoryIndex, d: Doc, story_id: int) -> None:
+    feats = index.features(d)
+    index.observe(feats)
+    index.add(feats, story_id)

@@ -99,6 +99,11 @@ class Ingestor:
         return out
 
     def _apply(self, session: Session, polls: list[Poll], now: datetime) -> list[IngestReport]:
+        with session.no_autoflush:  # feed changes go out in one flush at commit
+            return self._apply_all(session, polls, now)
+
+    def _apply_all(self, session: Session, polls: list[Poll],
+                   now: datetime) -> list[IngestReport]:
         feeds = queries.feeds_by_id(session, [p.feed_id for p in polls])
         reports = []
         fetched: list[_Fetched] = []

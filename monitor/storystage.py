@@ -46,6 +46,22 @@ Change = tuple[int, int, str]
 """(story id, entry id, change) for one clustered entry."""
 
 
+@dataclass
+class Batch:
+    """Entries clustered in memory, waiting to be committed in their open transaction."""
+
+    session: Session
+    now: datetime
+    report: StageReport
+    stories: dict[int, queries.Tally] = field(default_factory=dict)
+    """Every story the batch creates (with a title) or adds to."""
+    members: list[dict[str, Any]] = field(default_factory=list)
+    fetches: dict[tuple[int, datetime], list[Change]] = field(default_factory=dict)
+    """Each fetch's changes: rules see one fetch at a time, as it was stored."""
+    last_new: int | None = None
+    """The last story id reserved for this batch."""
+
+
 def doc(row: Any, source: str) -> Doc:
     """What clustering reads of a stored entry (a row starting with `queries.DOC_COLUMNS`)."""
     return Doc(row[0], source, row[1], row[2] or "", row[3], row[4], row[5], row[6])
@@ -97,79 +113,97 @@ class StoryStage:
             self.seen_member = row.id
 
     def run_batch(self, now: datetime) -> StageReport:
-        """Cluster the next batch of the backlog and evaluate the rules, in one transaction.
+        """Cluster the next batch of the backlog and commit it with its rule results."""
+        batch = self.cluster(now)
+        return StageReport() if batch is None else self.commit(batch)
 
-        On any error the transaction rolls back and the index, which may hold
-        part of the batch, is marked for a rebuild (`ready` is False).
+    def cluster(self, now: datetime) -> Batch | None:
+        """Take the next batch and decide every entry's story, writing nothing yet.
+
+        The batch's transaction stays open (on PostgreSQL it holds the ingest
+        lock) until `commit`. Story ids are reserved, not inserted, so the
+        database's write lock is only taken by `commit`. On any error the index,
+        which may hold part of the batch, is marked for a rebuild (`ready` False).
         """
         assert self.ready, "rebuild() first"
-        report = StageReport()
+        session = self.sessions()
         try:
-            with self.sessions.begin() as session:
-                queries.serialise(session, queries.INGEST_LOCK)
-                self._catch_up(session)
-                rows = queries.unclustered(session, self.batch)
-                if rows:
-                    self._cluster(session, rows, now, report)
-                    self.seen_member = queries.last_member_id(session)
+            session.begin()
+            queries.serialise(session, queries.INGEST_LOCK)
+            self._catch_up(session)
+            rows = queries.unclustered(session, self.batch)
+            if not rows:
+                session.close()
+                return None
+            batch = Batch(session, now, StageReport(entries=len(rows)))
+            for row in rows:
+                self._place(batch, row)
+        except BaseException:
+            self.ready = False
+            session.close()
+            raise
+        return batch
+
+    def _place(self, batch: Batch, row: Any) -> None:
+        """Decide one entry's story and record it in the batch and the index."""
+        started = time.perf_counter()
+        source, report = row.name, batch.report
+        feats = self.index.features(doc(row, source))
+        decision = self.index.assign(feats)
+        story_id = decision.story_id
+        if story_id is None:
+            story_id = batch.last_new = queries.reserve_story_id(batch.session, batch.last_new)
+            tally = batch.stories[story_id] = queries.Tally(
+                story_id, 0, row.event_at, row.event_at, set(), row.title or "(untitled)")
+            change = "created"
+            report.stories_created += 1
+            metrics.STORIES.labels("created").inc()
+        else:
+            found = batch.stories.get(story_id) or queries.story_tally(batch.session, story_id)
+            assert found is not None, "index refers to a story the database lacks"
+            tally = batch.stories[story_id] = found
+            change = "updated" if source in tally.sources else "source_added"
+            metrics.STORIES.labels("joined").inc()
+            if change == "source_added":
+                metrics.STORIES.labels("source_added").inc()
+        tally.entry_count += 1
+        tally.sources.add(source)
+        tally.first_seen_at = min(tally.first_seen_at, row.event_at)
+        tally.last_seen_at = max(tally.last_seen_at, row.event_at)
+        report.events.append(
+            f"new story #{story_id} [{source}] {row.title}" if change == "created" else
+            f"story #{story_id} +[{source}] ({len(tally.sources)} sources; "
+            f"{decision.reason} {decision.similarity:.2f}) {row.title}")
+        batch.members.append({"story_id": story_id, "entry_id": row.id, "source": source,
+                              "similarity": decision.similarity, "reason": decision.reason,
+                              "detail": decision.detail, "joined_at": batch.now})
+        batch.fetches.setdefault((row.feed_id, row.fetched_at), []).append(
+            (story_id, row.id, change))
+        self.index.observe(feats)
+        self.index.add(feats, story_id)
+        metrics.CLUSTER_REASONS.labels(decision.reason).inc()
+        metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
+
+    def commit(self, batch: Batch) -> StageReport:
+        """Write the batch's stories and members, evaluate the rules, commit: one transaction."""
+        session, report = batch.session, batch.report
+        try:
+            tallies = batch.stories.values()
+            queries.save_stories(session, [t for t in tallies if t.title],
+                                 [t for t in tallies if not t.title], batch.now)
+            queries.insert_members(session, batch.members)
+            stories = queries.members_of(session, batch.stories)
+            for changes in batch.fetches.values():
+                self._evaluate(session, changes, stories, batch.now, report)
+            self.seen_member = queries.last_member_id(session)
+            session.commit()
         except BaseException:
             self.ready = False
             raise
+        finally:
+            session.close()
         metrics.OPEN_STORIES.set(self.index.open_stories)
         return report
-
-    def _cluster(self, session: Session, rows: list[Any], now: datetime,
-                 report: StageReport) -> None:
-        tallies: dict[int, queries.Tally] = {}
-        members: list[dict[str, Any]] = []
-        fetches: dict[tuple[int, datetime], list[Change]] = {}
-        """Each fetch's changes: rules see one fetch at a time, as it was stored."""
-        for row in rows:
-            started = time.perf_counter()
-            source = row.name
-            feats = self.index.features(doc(row, source))
-            decision = self.index.assign(feats)
-            if decision.story_id is None:
-                story_id = queries.insert_story(session, row.title or "(untitled)",
-                                                row.event_at, now)
-                tally = tallies[story_id] = queries.Tally(story_id, 0, row.event_at,
-                                                          row.event_at, set())
-                change = "created"
-                report.stories_created += 1
-                metrics.STORIES.labels("created").inc()
-                report.events.append(f"new story #{story_id} [{source}] {row.title}")
-            else:
-                story_id = decision.story_id
-                found = tallies.get(story_id) or queries.story_tally(session, story_id)
-                assert found is not None, "index refers to a story the database lacks"
-                tally = tallies[story_id] = found
-                change = "updated" if source in tally.sources else "source_added"
-                metrics.STORIES.labels("joined").inc()
-                if change == "source_added":
-                    metrics.STORIES.labels("source_added").inc()
-            tally.entry_count += 1
-            tally.sources.add(source)
-            tally.first_seen_at = min(tally.first_seen_at, row.event_at)
-            tally.last_seen_at = max(tally.last_seen_at, row.event_at)
-            if decision.story_id is not None:
-                report.events.append(
-                    f"story #{story_id} +[{source}] ({len(tally.sources)} sources; "
-                    f"{decision.reason} {decision.similarity:.2f}) {row.title}")
-            members.append({"story_id": story_id, "entry_id": row.id, "source": source,
-                            "similarity": decision.similarity, "reason": decision.reason,
-                            "detail": decision.detail, "joined_at": now})
-            fetches.setdefault((row.feed_id, row.fetched_at), []).append(
-                (story_id, row.id, change))
-            self.index.observe(feats)
-            self.index.add(feats, story_id)
-            metrics.CLUSTER_REASONS.labels(decision.reason).inc()
-            metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
-        queries.insert_members(session, members)
-        queries.update_stories(session, tallies.values(), now)
-        report.entries = len(rows)
-        stories = queries.members_of(session, tallies)
-        for changes in fetches.values():
-            self._evaluate(session, changes, stories, now, report)
 
     def _evaluate(self, session: Session, changes: list[Change],
                   stories: dict[int, list[queries.MemberRow]], now: datetime,

@@ -430,11 +430,19 @@ def has_backlog(session: Session) -> bool:
     return session.scalar(select(Entry.id).where(UNCLUSTERED).limit(1)) is not None
 
 
-def insert_story(session: Session, title: str, at: datetime, now: datetime) -> int:
-    """A new story, counted empty: `update_stories` sets its tallies with its members."""
-    return int(session.scalar(insert(STORIES).returning(STORIES.c.id).values(
-        title=title, first_seen_at=at, last_seen_at=at, source_count=0, entry_count=0,
-        updated_at=now)) or 0)
+def reserve_story_id(session: Session, last: int | None) -> int:
+    """An id for a story the current batch is about to create, without writing anything.
+
+    PostgreSQL: the id sequence (gaps are harmless). SQLite: one instance, and only
+    the story stage creates stories, so the next id is the highest so far plus one;
+    `last` is the previous id this batch reserved.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('stories', 'id'))"))
+                   or 0)
+    if last is None:
+        last = session.scalar(select(func.max(Story.id))) or 0
+    return last + 1
 
 
 @dataclass
@@ -446,6 +454,8 @@ class Tally:
     first_seen_at: datetime
     last_seen_at: datetime
     sources: set[str]
+    title: str = ""
+    """Set for a story the batch creates."""
 
 
 def story_tally(session: Session, story_id: int) -> Tally | None:
@@ -458,10 +468,17 @@ def story_tally(session: Session, story_id: int) -> Tally | None:
     return Tally(story_id, row[0], row[1], row[2], sources)
 
 
-def update_stories(session: Session, tallies: Iterable[Tally], now: datetime) -> None:
+def save_stories(session: Session, created: Iterable[Tally], changed: Iterable[Tally],
+                 now: datetime) -> None:
+    """Insert the batch's new stories (ids reserved) and update the counts of the others."""
+    new = [{"id": t.story_id, "title": t.title, "first_seen_at": t.first_seen_at,
+            "last_seen_at": t.last_seen_at, "source_count": len(t.sources),
+            "entry_count": t.entry_count, "updated_at": now} for t in created]
+    if new:
+        session.execute(insert(STORIES), new)
     rows = [{"b_id": t.story_id, "b_entries": t.entry_count, "b_sources": len(t.sources),
              "b_first": t.first_seen_at, "b_last": t.last_seen_at, "b_now": now}
-            for t in tallies]
+            for t in changed]
     if rows:
         session.execute(update(STORIES).where(STORIES.c.id == bindparam("b_id")).values(
             entry_count=bindparam("b_entries"), source_count=bindparam("b_sources"),
@@ -469,20 +486,18 @@ def update_stories(session: Session, tallies: Iterable[Tally], now: datetime) ->
             updated_at=bindparam("b_now")), rows)
 
 
-def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Story members (and their entries' `story_id`) in two statements; member ids in order.
+def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Story members, in order, and their entries' `story_id`: two statements.
 
     `story_members.entry_id` is unique: an entry can never join two stories,
     whatever happens around a crash or between instances.
     """
     if not rows:
-        return []
-    ids = list(session.scalars(insert(MEMBERS).returning(MEMBERS.c.id,
-                                                         sort_by_parameter_order=True), rows))
+        return
+    session.execute(insert(MEMBERS), rows)
     session.execute(update(ENTRIES).where(ENTRIES.c.id == bindparam("b_id"))
                     .values(story_id=bindparam("b_story")),
                     [{"b_id": r["entry_id"], "b_story": r["story_id"]} for r in rows])
-    return ids
 
 
 def members_of(session: Session, story_ids: Iterable[int]) -> dict[int, list[MemberRow]]:

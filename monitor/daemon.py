@@ -44,9 +44,9 @@ from monitor.feeds import fetch
 from monitor.feeds.clients import SlotClients
 from monitor.feeds.guard import AddressGuard
 from monitor.feeds.hosts import HostGate
-from monitor.feeds.parse import FeedParseError, ParsedFeed
+from monitor.feeds.parse import FeedParseError
 from monitor.feeds.schedule import Policy
-from monitor.feeds.worker import ParsePool
+from monitor.feeds.worker import Parsed, ParsePool
 from monitor.ingest import Ingestor, IngestReport, Poll
 from monitor.rules.engine import RuleSet
 from monitor.rules.live import RuleRunner
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 20.0
 EXPIRE_EVERY = 15.0
 """Seconds between forgetting story state older than the window."""
+REFILL = 8
+"""A backlog is claimed again once 1/REFILL of the poll slots are free."""
 STORY_YIELD = 3.0
 """While polls are in flight the story stage pauses this many times as long as its last
 batch took, leaving most of the process (one interpreter lock) to fetching and storing."""
@@ -235,7 +237,10 @@ class Daemon:
         self._inflight.pop(job.feed_id, None)
         self.hosts.release(job.host)
         self.pools.release(slot)
-        if self._backlog and not self._stop.is_set():
+        # Refill in batches: one claim per freed slot would cost a transaction per poll.
+        free = self.settings.polling.concurrency - len(self._inflight)
+        if self._backlog and not self._stop.is_set() and (
+                free >= self.settings.polling.concurrency // REFILL or not self._inflight):
             kick = asyncio.ensure_future(self.dispatch())
             self._kicks.add(kick)
             kick.add_done_callback(self._kicks.discard)
@@ -263,7 +268,7 @@ class Daemon:
         result = await fetch.fetch(client, fetch.FetchRequest(job.url, job.etag,
                                                                    job.last_modified),
                                    self.limits, self.guard)
-        parsed: ParsedFeed | None = None
+        parsed: Parsed | None = None
         parse_error: str | None = None
         body = result.body
         if result.outcome == fetch.OK and body is not None:
@@ -285,7 +290,9 @@ class Daemon:
             log.warning("feed fetch failed", extra={"feed_id": job.feed_id, "outcome": outcome,
                                                     "error": parse_error or result.error})
         try:
-            report = await self._store(Poll(job.feed_id, result, parsed, parse_error))
+            report = await self._store(
+                Poll(job.feed_id, result, parse_error=parse_error) if parsed is None else
+                Poll(job.feed_id, result, parsed.feed, parse_error, parsed.items))
         except Exception:
             log.exception("storing a fetch failed; will retry the feed",
                           extra={"feed_id": job.feed_id})
@@ -359,7 +366,7 @@ class Daemon:
         while not self._polls_done.is_set():
             try:
                 n = await asyncio.to_thread(self.stage.rebuild, datetime.now(UTC),
-                                            self._stop.is_set)
+                                            self._rebuild_pace)
                 backlog = await asyncio.to_thread(self.stage.backlog)
             except Exception:
                 metrics.DB_ERRORS.labels("stories").inc()
@@ -375,6 +382,12 @@ class Daemon:
                 "seconds": round(time.monotonic() - started, 2), "backlog": backlog})
             return True
         return False
+
+    def _rebuild_pace(self, seconds: float) -> bool:
+        """Between chunks of a rebuild (in its thread): yield to polls; False to stop."""
+        if self._inflight and not self._stop.is_set():
+            time.sleep(seconds * STORY_YIELD)
+        return not self._stop.is_set()
 
     async def _drain_stories(self) -> bool:
         """Cluster batches until none is left; True when the backlog is empty."""

@@ -29,7 +29,7 @@ from monitor.feeds.schedule import (
     publish_interval,
     should_suspend,
 )
-from monitor.stories.normalise import normalise
+from monitor.stories.normalise import NormalisedEntry, normalise
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class Poll:
     result: fetch.FetchResult
     parsed: ParsedFeed | None = None
     parse_error: str | None = None
+    items: list[NormalisedEntry] | None = None
+    """The parsed entries normalised already (by the parser process), or None."""
 
 
 @dataclass
@@ -117,16 +119,17 @@ class Ingestor:
             self._update_feed(session, feed, poll.result, outcome, poll.parse_error, poll.parsed,
                               now)
             if poll.parsed is not None:
+                items = poll.items if poll.items is not None else normalise(
+                    poll.parsed.entries, now)
                 fetched.append(_Fetched(feed.id, report,
-                                        self._identify(session, feed, poll.parsed, now, report)))
+                                        self._identify(session, feed, items, report)))
         if fetched:
             self._store_entries(session, fetched, now)
         return reports
 
-    def _identify(self, session: Session, feed: Feed, parsed: ParsedFeed, now: datetime,
+    def _identify(self, session: Session, feed: Feed, items: list[NormalisedEntry],
                   report: IngestReport) -> list[identity.Decision]:
         """Which stored entry each item is; pruned ones are skipped (tombstones)."""
-        items = normalise(parsed.entries, now)
         known = queries.known_keys(session, feed.id, (k for i in items for _, k in i.keys))
         plan = identity.resolve(items, known, feed.identity_level, feed.identity_strikes)
         if plan.level != feed.identity_level:

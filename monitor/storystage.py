@@ -28,6 +28,8 @@ from monitor.db import queries
 from monitor.rules.live import RuleRunner, entry_event, story_event
 from monitor.stories.cluster import Doc, StoryIndex
 
+REBUILD_CHUNK = 500
+"""Entries replayed between two `pace` calls of a rebuild."""
 BATCH = 500
 """Entries per transaction: large enough to amortise the queries, small enough
 that a batch holds the write lock for well under a second."""
@@ -81,23 +83,28 @@ class StoryStage:
         self.seen_member = 0
         """The newest story member the index holds (see `_catch_up`)."""
 
-    def rebuild(self, now: datetime, stop: Callable[[], bool] = lambda: False) -> int | None:
+    def rebuild(self, now: datetime,
+                pace: Callable[[float], bool] = lambda _seconds: True) -> int | None:
         """Reload the clustering state from the members inside the window.
 
         Needs no lock: members are only added under the ingest lock, so every
         member up to the newest id read here is committed, and later ones
-        (this or another instance's) arrive through `_catch_up`. Returns the
-        entries replayed, or None when `stop()` interrupted it.
+        (this or another instance's) arrive through `_catch_up`. `pace` is told
+        how long each chunk of REBUILD_CHUNK entries took; returning False stops
+        the rebuild. Returns the entries replayed, or None when stopped.
         """
         fresh = StoryIndex(self.index.window, self.index.threshold)
         n = 0
         with self.sessions() as session:
             upto = queries.last_member_id(session)
+            started = time.monotonic()
             for row in queries.window_docs(session, now - fresh.window, upto):
                 _remember(fresh, doc(row, row.source), row.story_id)
                 n += 1
-                if n % 1000 == 0 and stop():
-                    return None
+                if n % REBUILD_CHUNK == 0:
+                    if not pace(time.monotonic() - started):
+                        return None
+                    started = time.monotonic()
         self.index, self.seen_member, self.ready = fresh, upto, True
         metrics.OPEN_STORIES.set(fresh.open_stories)
         return n

@@ -102,7 +102,11 @@ class Daemon:
         self.sd = SdNotifier()
         self._stop = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._ingest_lock = asyncio.Lock()
+        # SQLite has one writer at a time and makes the others busy-wait, so this process
+        # queues its writers itself. PostgreSQL needs no such queue, and a second lock
+        # beside INGEST_LOCK could only deadlock with it.
+        self._writer: contextlib.AbstractAsyncContextManager[object] = (
+            asyncio.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
         self._last_tick = time.monotonic()
         self._ready = False
         self._counts: dict[str, int] = {}
@@ -121,6 +125,7 @@ class Daemon:
         self._dispatching = self._again = self._backlog = False
         self._kicks: set[asyncio.Future[None]] = set()
         self._pending: list[tuple[Poll, asyncio.Future[IngestReport]]] = []
+        self._flushing = asyncio.Lock()
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.runner = RuleRunner(self._rules, self._notifier_names, self._routes)
         self.ingestor = Ingestor(self.sessions, self.policy)
@@ -217,7 +222,7 @@ class Daemon:
             return
         now = datetime.now(UTC)
         try:
-            async with self._ingest_lock:  # one writer at a time: SQLite would busy-wait
+            async with self._writer:
                 claimed, lag = await asyncio.to_thread(self._claim, now, free)
         except Exception:
             metrics.DB_ERRORS.labels("claim").inc()
@@ -319,7 +324,7 @@ class Daemon:
         return await done
 
     async def _flush(self) -> None:
-        async with self._ingest_lock:
+        async with self._flushing, self._writer:  # one group at a time; the next one grows
             batch, self._pending = self._pending, []
             try:
                 results = await asyncio.to_thread(self.ingestor.store, [p for p, _ in batch],
@@ -407,7 +412,7 @@ class Daemon:
             batch = await asyncio.to_thread(self.stage.cluster, datetime.now(UTC))
             if batch is None:
                 break
-            async with self._ingest_lock:  # one writer at a time: SQLite would busy-wait
+            async with self._writer:
                 report = await asyncio.to_thread(self.stage.commit, batch)
             if self._inflight:  # polls come first; the backlog waits, nothing is lost
                 await asyncio.sleep((time.monotonic() - batch_started) * STORY_YIELD)
@@ -455,7 +460,7 @@ class Daemon:
         try:
             if self._rules_changed():
                 self.reload()
-            async with self._ingest_lock:
+            async with self._writer:
                 await asyncio.to_thread(self._rules_tick, datetime.now(UTC))
             await self.deliverer.resend_firing()
         except Exception:

@@ -312,9 +312,12 @@ class Storywatch:
 
     def run(self, scenario: str, truth: int, settled: Callable[[], bool]) -> Result:
         log = self.dir / f"{self.name}-{scenario}.log"
+        rebuilt = False
 
         def drained() -> bool:
-            return b"story index rebuilt" in log.read_bytes() and self.unclustered() == 0
+            nonlocal rebuilt
+            rebuilt = rebuilt or b"story index rebuilt" in log.read_bytes()
+            return rebuilt and self.unclustered() == 0
 
         return measure(self.name, scenario,
                        [str(PYTHON), "-m", "monitor", "-c", str(self.config), "run"],

@@ -7,7 +7,8 @@ real site would answer). Scenarios:
   mixed  M feeds: 80% unchanged, 15% changed (3 new entries each), 5% errors or slow
 Each tool is measured as a subprocess: wall time, CPU seconds (user+system of
 the whole process tree), peak RSS of the process tree, and entries stored
-(checked against the truth). Run: `bench/poll` (see --help).
+(checked against the truth). For Storywatch also the time until its story stage has
+clustered every stored entry. Run: `bench/poll` (see --help).
 """
 
 from __future__ import annotations
@@ -161,6 +162,18 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of live processes (and of the children they reaped), from /proc."""
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_of(pids: list[int]) -> int:
     total = 0
     for p in pids:
@@ -184,13 +197,21 @@ class Result:
     truth: int
     polling: float | None = None
     """Wall time after start-up (Storywatch: from its "running" log line)."""
+    drained: float | None = None
+    """Storywatch: wall time until every stored entry was clustered (story stage idle)."""
+    drained_cpu: float | None = None
 
 
 def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] | None,
             stored: Callable[[], int], truth: int, log_dir: Path,
             env: dict[str, str] | None = None, timeout: float = 1800,
-            ready_line: bytes | None = None) -> Result:
-    """Run `cmd` until it exits (or `done()` holds, then SIGTERM it)."""
+            ready_line: bytes | None = None,
+            drained: Callable[[], bool] | None = None) -> Result:
+    """Run `cmd` until it exits (or `done()` holds, then SIGTERM it).
+
+    With `drained`, the run goes on after `done()` until `drained()` holds too;
+    wall time and CPU are taken when `done()` first held, and again at the end.
+    """
     before = os.times()
     started = time.monotonic()
     log = log_dir / f"{tool}-{scenario}.log"
@@ -198,7 +219,8 @@ def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] |
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT)
     peak = 0
-    wall = 0.0
+    wall: float | None = None
+    cpu_done = 0.0
     ready: float | None = None
     sampled = 0.0
     while True:
@@ -208,24 +230,31 @@ def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] |
         if ready_line and ready is None and ready_line in log.read_bytes():
             ready = time.monotonic() - started
         if proc.poll() is not None:
-            wall = time.monotonic() - started
+            wall = wall or time.monotonic() - started
             break
-        if done is not None and done():
+        if wall is None and done is not None and done():
             wall = time.monotonic() - started
+            cpu_done = cpu_of(tree(proc.pid))
+        if wall is not None and (drained is None or drained()):
             proc.send_signal(signal.SIGTERM)
             break
         if time.monotonic() - started > timeout:
             proc.kill()
             raise SystemExit(f"{tool} {scenario}: no result within {timeout}s")
         time.sleep(0.05)
+    assert wall is not None
     proc.wait(timeout=120)
     if proc.returncode not in (0, -signal.SIGTERM) and done is None:
         print(f"  {tool} exited {proc.returncode}; see {log}", file=sys.stderr)
+    end = time.monotonic() - started
     after = os.times()
     cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system)
-    return Result(tool, scenario, wall, cpu, peak, stored(), truth,
-                  None if ready is None else wall - ready)
+    if drained is None:
+        return Result(tool, scenario, wall, cpu, peak, stored(), truth,
+                      None if ready is None else wall - ready)
+    return Result(tool, scenario, wall, cpu_done or cpu, peak, stored(), truth,
+                  None if ready is None else wall - ready, end, cpu)
 
 
 def count(db: Path, sql: str) -> int:
@@ -277,11 +306,23 @@ class Storywatch:
             con.execute("UPDATE feeds SET next_check_at = '2000-01-01 00:00:00.000000'")
         return time.time()
 
+    def unclustered(self) -> int:
+        return count(self.db, "SELECT count(*) FROM entries "
+                              "WHERE story_id IS NULL AND tombstone_seen_at IS NULL")
+
     def run(self, scenario: str, truth: int, settled: Callable[[], bool]) -> Result:
+        log = self.dir / f"{self.name}-{scenario}.log"
+        rebuilt = False
+
+        def drained() -> bool:
+            nonlocal rebuilt
+            rebuilt = rebuilt or b"story index rebuilt" in log.read_bytes()
+            return rebuilt and self.unclustered() == 0
+
         return measure(self.name, scenario,
                        [str(PYTHON), "-m", "monitor", "-c", str(self.config), "run"],
                        settled, self.entries, truth, self.dir,
-                       ready_line=b"storywatch running")
+                       ready_line=b"storywatch running", drained=drained)
 
     def checked_since(self, since: float) -> int:
         stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -345,8 +386,10 @@ def show(r: Result, peers: dict[str, Result]) -> None:
                        f"cpu {p.cpu / max(r.cpu, 1e-3):5.1f}x"
                        for p in peers.values() if p.tool != r.tool)
     polling = f"(polling {r.polling:6.2f}s)" if r.polling is not None else " " * 18
+    drained = (f"  clustered after {r.drained:7.2f}s (cpu {r.drained_cpu:7.2f}s)"
+               if r.drained is not None and r.drained_cpu is not None else "")
     print(f"{r.scenario:6} {r.tool:10} wall {r.wall:7.2f}s {polling}  cpu {r.cpu:7.2f}s  "
-          f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}"
+          f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}{drained}"
           + (f"   {ratios}" if r.tool == "storywatch" and ratios else ""), flush=True)
 
 

@@ -9,6 +9,7 @@ start. SIGHUP reloads rules and keeps the old ones if the new are invalid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -40,25 +41,37 @@ from monitor.db.engine import (
     upgrade,
 )
 from monitor.feeds import fetch
+from monitor.feeds.clients import SlotClients
 from monitor.feeds.guard import AddressGuard
 from monitor.feeds.hosts import HostGate
-from monitor.feeds.parse import FeedParseError, ParsedFeed
+from monitor.feeds.parse import FeedParseError
 from monitor.feeds.schedule import Policy
-from monitor.feeds.worker import ParsePool
-from monitor.ingest import Ingestor, IngestReport
+from monitor.feeds.worker import Parsed, ParsePool
+from monitor.ingest import Ingestor, IngestReport, Poll
 from monitor.rules.engine import RuleSet
 from monitor.rules.live import RuleRunner
 from monitor.rules.schema import RuleErrors
 from monitor.sdnotify import Notifier as SdNotifier
 from monitor.stories.cluster import StoryIndex
+from monitor.storystage import StageReport, StoryStage
 from monitor.watchdog import Watchdog
 from monitor.web import WebServer
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 20.0
+EXPIRE_EVERY = 15.0
+"""Seconds between forgetting story state older than the window."""
+REFILL = 8
+"""A backlog is claimed again once 1/REFILL of the poll slots are free."""
+STORY_YIELD = 3.0
+"""While polls are in flight the story stage pauses this many times as long as its last
+batch took, leaving most of the process (one interpreter lock) to fetching and storing."""
+STORY_POLL = 1.0
+"""Seconds between backlog checks when no store woke the story stage (other instances'
+entries, retries after an error)."""
 
-ReportHook = Callable[[str, IngestReport], None]
+ReportHook = Callable[[StageReport], None]
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,11 @@ class Daemon:
         self.sd = SdNotifier()
         self._stop = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._ingest_lock = asyncio.Lock()
+        # SQLite has one writer at a time and makes the others busy-wait, so this process
+        # queues its writers itself. PostgreSQL needs no such queue, and a second lock
+        # beside INGEST_LOCK could only deadlock with it.
+        self._writer: contextlib.AbstractAsyncContextManager[object] = (
+            asyncio.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
         self._last_tick = time.monotonic()
         self._ready = False
         self._counts: dict[str, int] = {}
@@ -107,11 +124,19 @@ class Daemon:
         self._restarts_seen = 0
         self._dispatching = self._again = self._backlog = False
         self._kicks: set[asyncio.Future[None]] = set()
-        self._states: list[tuple[int, fetch.FetchResult, str | None,
-                                 asyncio.Future[None]]] = []
+        self._pending: list[tuple[Poll, asyncio.Future[IngestReport]]] = []
+        self._flushing = asyncio.Lock()
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.runner = RuleRunner(self._rules, self._notifier_names, self._routes)
-        self.ingestor = Ingestor(self.sessions, index, self.runner, self.policy)
+        self.ingestor = Ingestor(self.sessions, self.policy)
+        self.stage = StoryStage(self.sessions, index, self.runner)
+        self._story_wake = asyncio.Event()
+        self._polls_done = asyncio.Event()
+        self._story_deadline = float("inf")
+        self._story_backlog = 0
+        self._story_error: str | None = None
+        self._caught_up = False
+        self._next_expiry = 0.0
 
     def _rules(self) -> RuleSet:
         return self.rules
@@ -124,7 +149,7 @@ class Daemon:
 
     # -- start-up ----------------------------------------------------------------
     def prepare(self) -> None:
-        """Migrate, sync feeds from the config, load rules, rebuild story state."""
+        """Migrate, sync feeds from the config, load rules (the story stage rebuilds later)."""
         try:
             self._lock = lock_sqlite(self.engine)
         except InstanceLocked as exc:
@@ -141,9 +166,6 @@ class Daemon:
             for f in self.settings.feeds:
                 queries.upsert_feed(session, f.url, f.name or f.url, list(f.tags), f.interval,
                                     f.enabled, now)
-        rebuilt = self.ingestor.rebuild_index(now)
-        log.info("story state rebuilt", extra={"entries": rebuilt,
-                                               "open_stories": self.ingestor.index.open_stories})
 
     def load_rules(self) -> None:
         directory = self.settings.resolved_rules_dir()
@@ -200,7 +222,7 @@ class Daemon:
             return
         now = datetime.now(UTC)
         try:
-            async with self._ingest_lock:  # one writer at a time: SQLite would busy-wait
+            async with self._writer:
                 claimed, lag = await asyncio.to_thread(self._claim, now, free)
         except Exception:
             metrics.DB_ERRORS.labels("claim").inc()
@@ -211,14 +233,19 @@ class Daemon:
         for job in claimed:
             metrics.POLL_DELAY.observe(max(0.0, (now - job.due).total_seconds()))
             self.hosts.reserve(job.host)
-            task = asyncio.create_task(self._poll(job))
+            slot = self.pools.acquire()
+            task = asyncio.create_task(self._poll(job, self.pools.client(slot)))
             self._inflight[job.feed_id] = task
-            task.add_done_callback(functools.partial(self._done, job))
+            task.add_done_callback(functools.partial(self._done, job, slot))
 
-    def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
+    def _done(self, job: Job, slot: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job.feed_id, None)
         self.hosts.release(job.host)
-        if self._backlog and not self._stop.is_set():
+        self.pools.release(slot)
+        # Refill in batches: one claim per freed slot would cost a transaction per poll.
+        free = self.settings.polling.concurrency - len(self._inflight)
+        if self._backlog and not self._stop.is_set() and (
+                free >= self.settings.polling.concurrency // REFILL or not self._inflight):
             kick = asyncio.ensure_future(self.dispatch())
             self._kicks.add(kick)
             kick.add_done_callback(self._kicks.discard)
@@ -241,12 +268,12 @@ class Daemon:
         due = [j.due for j in jobs] + ([oldest] if oldest else [])
         return jobs, max((max(0.0, (now - d).total_seconds()) for d in due), default=0.0)
 
-    async def _poll(self, job: Job) -> None:
+    async def _poll(self, job: Job, client: httpx.AsyncClient) -> None:
         await self.hosts.wait_turn(job.host)
-        result = await fetch.fetch(self.client, fetch.FetchRequest(job.url, job.etag,
+        result = await fetch.fetch(client, fetch.FetchRequest(job.url, job.etag,
                                                                    job.last_modified),
                                    self.limits, self.guard)
-        parsed: ParsedFeed | None = None
+        parsed: Parsed | None = None
         parse_error: str | None = None
         body = result.body
         if result.outcome == fetch.OK and body is not None:
@@ -268,12 +295,9 @@ class Daemon:
             log.warning("feed fetch failed", extra={"feed_id": job.feed_id, "outcome": outcome,
                                                     "error": parse_error or result.error})
         try:
-            if parsed is None:
-                report = await self._store_state(job.feed_id, result, parse_error)
-            else:
-                async with self._ingest_lock:
-                    report = await asyncio.to_thread(self.ingestor.apply, job.feed_id, result,
-                                                     parsed, parse_error, datetime.now(UTC))
+            report = await self._store(
+                Poll(job.feed_id, result, parse_error=parse_error) if parsed is None else
+                Poll(job.feed_id, result, parsed.feed, parse_error, parsed.items))
         except Exception:
             log.exception("storing a fetch failed; will retry the feed",
                           extra={"feed_id": job.feed_id})
@@ -285,36 +309,134 @@ class Daemon:
                         ("duplicate", report.duplicate)):
             if n:
                 metrics.ENTRIES.labels(kind).inc(n)
-        metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
-        if self.on_report:
-            self.on_report(job.url, report)
+        if report.new:
+            self._set_backlog(self._story_backlog + report.new)
+            self._story_wake.set()
 
-    async def _store_state(self, feed_id: int, result: fetch.FetchResult,
-                           parse_error: str | None) -> IngestReport:
-        """Group commit: polls that only change feed state share one transaction."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._states.append((feed_id, result, parse_error, done))
-        if len(self._states) == 1:
-            flush = asyncio.ensure_future(self._flush_states())
+    async def _store(self, poll: Poll) -> IngestReport:
+        """Group commit: polls finishing while the writer is busy share one transaction."""
+        done: asyncio.Future[IngestReport] = asyncio.get_running_loop().create_future()
+        self._pending.append((poll, done))
+        if len(self._pending) == 1:
+            flush = asyncio.ensure_future(self._flush())
             self._kicks.add(flush)
             flush.add_done_callback(self._kicks.discard)
-        await done
-        return IngestReport()
+        return await done
 
-    async def _flush_states(self) -> None:
-        async with self._ingest_lock:
-            batch, self._states = self._states, []
+    async def _flush(self) -> None:
+        async with self._flushing, self._writer:  # one group at a time; the next one grows
+            batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self.ingestor.apply_states,
-                                        [(f, r, e) for f, r, e, _ in batch], datetime.now(UTC))
+                results = await asyncio.to_thread(self.ingestor.store, [p for p, _ in batch],
+                                                  datetime.now(UTC))
             except Exception as exc:  # each poll logs it and defers its feed
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                results = [exc] * len(batch)
+            for (_, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if isinstance(result, Exception):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    # -- the story stage ---------------------------------------------------------
+    async def _run_stories(self) -> None:
+        """Rebuild the story index, then cluster the backlog whenever stores add to it.
+
+        Runs beside polling from the first second: polls store their entries
+        while the index is still being rebuilt, and the stage catches up after.
+        On a stop it drains what the last polls stored, within the grace period.
+        """
+        while True:
+            if not self.stage.ready and not await self._rebuild_stories():
+                return
+            try:
+                drained = await self._drain_stories()
+            except Exception as exc:
+                metrics.DB_ERRORS.labels("stories").inc()
+                metrics.STORY_INDEX_READY.set(0)
+                self._story_error = type(exc).__name__
+                log.exception("clustering a batch failed; rebuilding the story index")
+                drained = False
+            if self._polls_done.is_set() and (drained or time.monotonic() > self._story_deadline):
+                return
+            if drained or self._story_error:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._story_wake.wait(), STORY_POLL)
+            self._story_wake.clear()
+
+    async def _rebuild_stories(self) -> bool:
+        """Load the index from the database; False when the daemon stopped meanwhile."""
+        started = time.monotonic()
+        while not self._polls_done.is_set():
+            try:
+                n = await asyncio.to_thread(self.stage.rebuild, datetime.now(UTC),
+                                            self._rebuild_pace)
+                backlog = await asyncio.to_thread(self.stage.backlog)
+            except Exception:
+                metrics.DB_ERRORS.labels("stories").inc()
+                log.exception("rebuilding the story index failed; retrying")
+                await asyncio.sleep(STORY_POLL)
+                continue
+            if n is None:
+                return False
+            self._set_backlog(backlog)
+            metrics.STORY_INDEX_READY.set(1)
+            log.info("story index rebuilt", extra={
+                "entries": n, "open_stories": self.stage.index.open_stories,
+                "seconds": round(time.monotonic() - started, 2), "backlog": backlog})
+            return True
+        return False
+
+    def _rebuild_pace(self, seconds: float) -> bool:
+        """Between chunks of a rebuild (in its thread): yield to polls; False to stop."""
+        if self._inflight and not self._stop.is_set():
+            time.sleep(seconds * STORY_YIELD)
+        return not self._stop.is_set()
+
+    async def _drain_stories(self) -> bool:
+        """Cluster batches until none is left; True when the backlog is empty."""
+        if time.monotonic() >= self._next_expiry:
+            self._next_expiry = time.monotonic() + EXPIRE_EVERY
+            self.stage.index.expire(datetime.now(UTC))
+            metrics.OPEN_STORIES.set(self.stage.index.open_stories)
+        if not await asyncio.to_thread(self.stage.has_backlog):
+            self._set_backlog(0)
+            self._announce_caught_up(0, 0.0)
+            return True
+        started, total = time.monotonic(), 0
+        while True:
+            if self._polls_done.is_set() and time.monotonic() > self._story_deadline:
+                return False
+            batch_started = time.monotonic()
+            batch = await asyncio.to_thread(self.stage.cluster, datetime.now(UTC))
+            if batch is None:
+                break
+            async with self._writer:
+                report = await asyncio.to_thread(self.stage.commit, batch)
+            if self._inflight:  # polls come first; the backlog waits, nothing is lost
+                await asyncio.sleep((time.monotonic() - batch_started) * STORY_YIELD)
+            self._story_error = None
+            total += report.entries
+            self._set_backlog(self._story_backlog - report.entries)
+            if self.on_report:
+                self.on_report(report)
+            if report.entries < self.stage.batch:
+                break
+        self._announce_caught_up(total, time.monotonic() - started)
+        return True
+
+    def _announce_caught_up(self, entries: int, seconds: float) -> None:
+        """The readiness line of the story stage: first after start, then after real backlogs."""
+        if self._caught_up and entries <= self.stage.batch:
+            return
+        self._caught_up = True
+        log.info("story stage caught up", extra={"entries": entries,
+                                                 "seconds": round(seconds, 2)})
+
+    def _set_backlog(self, n: int) -> None:
+        self._story_backlog = max(0, n)
+        metrics.STORY_BACKLOG.set(self._story_backlog)
 
     def _defer_quietly(self, feed_id: int) -> None:
         try:
@@ -338,7 +460,7 @@ class Daemon:
         try:
             if self._rules_changed():
                 self.reload()
-            async with self._ingest_lock:
+            async with self._writer:
                 await asyncio.to_thread(self._rules_tick, datetime.now(UTC))
             await self.deliverer.resend_firing()
         except Exception:
@@ -357,8 +479,6 @@ class Daemon:
     async def housekeeping(self) -> None:
         """Expire old story state and refresh gauges that come from the database."""
         now = datetime.now(UTC)
-        self.ingestor.index.expire(now)
-        metrics.OPEN_STORIES.set(self.ingestor.index.open_stories)
         try:
             await asyncio.to_thread(self._refresh_gauges, now)
         except Exception:
@@ -386,6 +506,7 @@ class Daemon:
             alerts = queries.alerts_by_state(session)
             metrics.DB_SIZE.set(queries.database_size_bytes(session))
             last_ok = queries.last_successful_poll(session)
+            self._set_backlog(queries.backlog(session))
         for state in metrics.FEED_STATES:
             metrics.FEEDS.labels(state).set(states.get(state, 0))
         for state in metrics.ALERT_STATES:
@@ -413,7 +534,10 @@ class Daemon:
         lag = time.monotonic() - self._last_tick
         detail["scheduler_last_tick_seconds_ago"] = round(lag, 1)
         ticking = lag < self._stall_limit()
-        return self._ready and ticking, detail
+        detail["story_stage"] = (f"error: {self._story_error}" if self._story_error else
+                                 "running" if self.stage.ready else "rebuilding")
+        detail["story_backlog"] = self._story_backlog
+        return self._ready and ticking and self._story_error is None, detail
 
     def _stall_limit(self) -> float:
         """Seconds without a dispatch tick after which the scheduler counts as stuck."""
@@ -444,14 +568,17 @@ class Daemon:
         p = self.settings.polling
         user_agent = p.user_agent.format(version=__version__, contact=p.contact)
         await self.parsers.start()
-        self.client = httpx.AsyncClient(
-            headers={"User-Agent": user_agent}, follow_redirects=True, max_redirects=5,
-            timeout=httpx.Timeout(self.settings.polling.timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=self.settings.polling.concurrency * 2))
+        client_args: dict[str, Any] = {  # one TLS context: building one costs ~50 ms
+            "verify": httpx.create_ssl_context(), "headers": {"User-Agent": user_agent},
+            "follow_redirects": True,
+            "max_redirects": 5, "timeout": httpx.Timeout(p.timeout, connect=10.0)}
+        self.pools = SlotClients(p.concurrency, **client_args)
+        self.client = httpx.AsyncClient(**client_args)  # notifiers
         try:
             notifiers = build_notifiers(self.settings.notifiers, self.client)
         except (RenderError, NotifierUnavailable) as exc:
             await self.client.aclose()
+            await self.pools.aclose()
             raise StartupError(str(exc)) from exc
         self.deliverer = Deliverer(self.sessions, notifiers, self.settings.delivery, self.owner,
                                    self.settings.notifiers)
@@ -475,6 +602,7 @@ class Daemon:
                           coalesce=True,
                           next_run_time=datetime.now(UTC) + timedelta(seconds=min(60, r.interval)))
         scheduler.start()
+        stories = asyncio.create_task(self._run_stories())
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
         self._ready = True
         self.sd.send("READY=1", self._status_line())
@@ -493,11 +621,16 @@ class Daemon:
             if watchdog:
                 await watchdog
             await self._drain()
+            self._story_deadline = time.monotonic() + STOP_GRACE
+            self._polls_done.set()
+            self._story_wake.set()
+            await stories
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             if web:
                 await web.stop()
             await self.client.aclose()
+            await self.pools.aclose()
             await self.parsers.close()
             self.engine.dispose()
             if self._lock:

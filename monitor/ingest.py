@@ -1,22 +1,24 @@
-"""One fetch's journey through storage: feed state, entries, stories, rules, outbox.
+"""Storing fetches: feed state and new or updated entries, durably and once.
 
-Everything a fetch changes commits in one transaction, so the alert a story
-change raises is never lost nor written without the change that caused it.
-Runs in a worker thread (SQLAlchemy is synchronous), one fetch at a time.
+Polls commit in groups: whatever waited while the writer was busy goes into
+one transaction (bulk inserts, batched identity lookups). Clustering, rules
+and alerts happen afterwards in the story stage (`monitor/storystage.py`),
+which takes every stored entry not yet in a story, so storing stays fast and
+a crash between the two stages loses nothing. Runs in a worker thread
+(SQLAlchemy is synchronous), one group at a time.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import metrics
 from monitor.db import queries
-from monitor.db.models import Entry, Feed, Story
+from monitor.db.models import Feed
 from monitor.feeds import fetch, identity
 from monitor.feeds.hosts import host_of
 from monitor.feeds.parse import ParsedFeed
@@ -27,11 +29,21 @@ from monitor.feeds.schedule import (
     publish_interval,
     should_suspend,
 )
-from monitor.rules.live import RuleRunner, entry_event, story_event
-from monitor.stories.cluster import Doc, StoryIndex
-from monitor.stories.normalise import normalise
+from monitor.stories.normalise import NormalisedEntry, normalise
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One finished fetch, as the store needs it."""
+
+    feed_id: int
+    result: fetch.FetchResult
+    parsed: ParsedFeed | None = None
+    parse_error: str | None = None
+    items: list[NormalisedEntry] | None = None
+    """The parsed entries normalised already (by the parser process), or None."""
 
 
 @dataclass
@@ -39,167 +51,85 @@ class IngestReport:
     new: int = 0
     updated: int = 0
     duplicate: int = 0
-    stories_created: int = 0
-    alerts: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    """One readable line per story change, for logs and the demo."""
+
+
+@dataclass
+class _Fetched:
+    """One parsed fetch on its way into the database."""
+
+    feed_id: int
+    report: IngestReport
+    decisions: list[identity.Decision]
 
 
 class Ingestor:
-    """Applies fetch results to the database and the in-memory story index."""
+    """Applies fetch results to the database: feed state, entries, identity keys."""
 
-    def __init__(self, sessions: sessionmaker[Session], index: StoryIndex, runner: RuleRunner,
-                 policy: Policy) -> None:
+    def __init__(self, sessions: sessionmaker[Session], policy: Policy) -> None:
         self.sessions = sessions
-        self.index = index
-        self.runner = runner
         self.policy = policy
-        self.seen_member = 0
-        """The newest story member the index holds (see `_catch_up`)."""
-
-    def rebuild_index(self, now: datetime) -> int:
-        """Reload the clustering state from entries inside the window.
-
-        Runs under the ingest lock so the member id it starts from is exact:
-        later members (this or another instance's) arrive through `_catch_up`.
-        """
-        fresh = StoryIndex(self.index.window, self.index.threshold)
-        n = 0
-        with self.sessions.begin() as session:
-            queries.serialise(session, queries.INGEST_LOCK)
-            for entry, source in queries.window_entries(session, now - fresh.window):
-                assert entry.story_id is not None
-                self._remember(fresh, entry, source, entry.story_id)
-                n += 1
-            self.seen_member = queries.last_member_id(session)
-        self.index = fresh
-        metrics.OPEN_STORIES.set(self.index.open_stories)
-        return n
-
-    @staticmethod
-    def _remember(index: StoryIndex, entry: Entry, source: str, story_id: int) -> None:
-        feats = index.features(_doc(entry, source))
-        index.observe(feats)
-        index.add(feats, story_id)
-
-    def _catch_up(self, session: Session) -> None:
-        """Take the lock, then replay members other instances added since we last looked.
-
-        Every instance thus clusters against the same index a single instance
-        would hold after the same sequence of members: one total order, many fetchers.
-        """
-        queries.serialise(session, queries.INGEST_LOCK)
-        for entry, source, story_id, member_id in queries.members_since(session,
-                                                                        self.seen_member):
-            self._remember(self.index, entry, source, story_id)
-            self.seen_member = member_id
 
     def apply(self, feed_id: int, result: fetch.FetchResult, parsed: ParsedFeed | None,
               parse_error: str | None, now: datetime) -> IngestReport:
-        """Commit one fetch; on a database error, rebuild the index and re-raise."""
-        try:
-            with self.sessions.begin() as session:
-                return self._apply(session, feed_id, result, parsed, parse_error, now)
-        except Exception:
-            metrics.DB_ERRORS.labels("ingest").inc()
-            self.rebuild_index(now)
-            raise
+        """Commit one fetch in its own transaction."""
+        with self.sessions.begin() as session:
+            [report] = self._apply(session, [Poll(feed_id, result, parsed, parse_error)], now)
+        return report
 
-    def apply_states(self, polls: list[tuple[int, fetch.FetchResult, str | None]],
-                     now: datetime) -> None:
-        """Polls that change only feed state (304s, failures): one transaction for all.
+    def store(self, polls: list[Poll], now: datetime) -> list[IngestReport | Exception]:
+        """Commit `polls` in one transaction (a group commit).
 
-        Nothing else depends on them (no entries, no stories), so a group commit
-        keeps the one-fetch-one-transaction guarantee where it matters.
+        If the group fails, each poll is retried in its own transaction, so one
+        poll the database rejects cannot sink the others; its exception takes
+        its place in the result.
         """
         try:
             with self.sessions.begin() as session:
-                for feed_id, result, parse_error in polls:
-                    self._apply(session, feed_id, result, None, parse_error, now)
-        except Exception:
+                return list(self._apply(session, polls, now))
+        except Exception as exc:
             metrics.DB_ERRORS.labels("ingest").inc()
-            raise
+            if len(polls) == 1:
+                return [exc]
+        out: list[IngestReport | Exception] = []
+        for poll in polls:
+            try:
+                with self.sessions.begin() as session:
+                    out += self._apply(session, [poll], now)
+            except Exception as exc:
+                metrics.DB_ERRORS.labels("ingest").inc()
+                out.append(exc)
+        return out
 
-    def _apply(self, session: Session, feed_id: int, result: fetch.FetchResult,
-               parsed: ParsedFeed | None, parse_error: str | None,
-               now: datetime) -> IngestReport:
-        feed = session.get(Feed, feed_id)
-        report = IngestReport()
-        if feed is None:
-            return report
-        outcome = fetch.PARSE_ERROR if parse_error else result.outcome
-        self._update_feed(session, feed, result, outcome, parse_error, parsed, now)
-        if parsed is None:
-            return report
-        changes: list[tuple[int, int, str]] = []
-        """(story id, entry id, change) for each new entry, in order."""
-        for stored in self._identify(session, feed, parsed, now, report):
-            if stored.updated:
-                report.updated += 1
-            if not stored.new:
-                report.duplicate += int(not stored.updated)
+    def _apply(self, session: Session, polls: list[Poll], now: datetime) -> list[IngestReport]:
+        with session.no_autoflush:  # feed changes go out in one flush at commit
+            return self._apply_all(session, polls, now)
+
+    def _apply_all(self, session: Session, polls: list[Poll],
+                   now: datetime) -> list[IngestReport]:
+        feeds = queries.feeds_by_id(session, [p.feed_id for p in polls])
+        reports = []
+        fetched: list[_Fetched] = []
+        for poll in polls:
+            report = IngestReport()
+            reports.append(report)
+            feed = feeds.get(poll.feed_id)
+            if feed is None:
                 continue
-            report.new += 1
-            started = time.perf_counter()
-            entry = stored.entry
-            if not changes:  # the first new entry: from here on we cluster
-                self._catch_up(session)
-            feats = self.index.features(_doc(entry, feed.name))
-            decision = self.index.assign(feats)
-            if decision.story_id is None:
-                story = queries.create_story(session, entry.title or "(untitled)",
-                                             entry.event_at, now)
-                report.stories_created += 1
-                metrics.STORIES.labels("created").inc()
-            else:
-                found = session.get(Story, decision.story_id)
-                assert found is not None, "index refers to a story the database lacks"
-                story = found
-                metrics.STORIES.labels("joined").inc()
-            new_source = queries.add_member(session, story, entry, feed.name,
-                                            decision.similarity, decision.reason,
-                                            decision.detail, now)
-            if decision.story_id is None:
-                change = "created"
-            elif new_source:
-                change = "source_added"
-                metrics.STORIES.labels("source_added").inc()
-            else:
-                change = "updated"
-            changes.append((story.id, entry.id, change))
-            if decision.story_id is None:
-                report.events.append(f"new story #{story.id} [{feed.name}] {entry.title}")
-            else:
-                report.events.append(
-                    f"story #{story.id} +[{feed.name}] ({story.source_count} sources; "
-                    f"{decision.reason} {decision.similarity:.2f}) {entry.title}")
-            self.index.observe(feats)
-            self.index.add(feats, story.id)
-            metrics.CLUSTER_REASONS.labels(decision.reason).inc()
-            metrics.CLUSTER_DURATION.observe(time.perf_counter() - started)
-        if changes:
-            self._evaluate(session, changes, now, report)
-            self.seen_member = queries.last_member_id(session)
-        return report
+            outcome = fetch.PARSE_ERROR if poll.parse_error else poll.result.outcome
+            self._update_feed(session, feed, poll.result, outcome, poll.parse_error, poll.parsed,
+                              now)
+            if poll.parsed is not None:
+                items = poll.items if poll.items is not None else normalise(
+                    poll.parsed.entries, now)
+                fetched.append(_Fetched(feed.id, report,
+                                        self._identify(session, feed, items, report)))
+        if fetched:
+            self._store_entries(session, fetched, now)
+        return reports
 
-    def _evaluate(self, session: Session, changes: list[tuple[int, int, str]],
-                  now: datetime, report: IngestReport) -> None:
-        """Every new entry is an entry event and a change of its story."""
-        events = []
-        members: dict[int, list[queries.MemberRow]] = {}
-        for story_id, entry_id, change in changes:
-            if story_id not in members:
-                members[story_id] = queries.story_members(session, story_id)
-            rows = members[story_id]
-            trigger = next(r for r in rows if r.entry.id == entry_id)
-            upto = [r for r in rows if r.member.id <= trigger.member.id]
-            events += [entry_event(trigger), story_event(upto, change, trigger)]
-        report.alerts += self.runner.process(session, events, now)
-
-    def _identify(self, session: Session, feed: Feed, parsed: ParsedFeed, now: datetime,
-                  report: IngestReport) -> list[queries.StoredEntry]:
-        """Store each item once: new entries, updates, and pruned ones skipped (tombstones)."""
-        items = normalise(parsed.entries, now)
+    def _identify(self, session: Session, feed: Feed, items: list[NormalisedEntry],
+                  report: IngestReport) -> list[identity.Decision]:
+        """Which stored entry each item is; pruned ones are skipped (tombstones)."""
         known = queries.known_keys(session, feed.id, (k for i in items for _, k in i.keys))
         plan = identity.resolve(items, known, feed.identity_level, feed.identity_strikes)
         if plan.level != feed.identity_level:
@@ -209,14 +139,44 @@ class Ingestor:
         queries.mark_ambiguous(session, feed.id, plan.ambiguous)
         live = [d for d in plan.decisions if not d.tombstone]
         report.duplicate += len(plan.decisions) - len(live)
-        fresh = iter(queries.insert_entries(
-            session, feed.id, [(d.item, d.key) for d in live if d.entry_id is None], now))
-        stored = [queries.update_entry(session, d.entry_id, d.item, now) if d.entry_id is not None
-                  else queries.StoredEntry(next(fresh), new=True, updated=False)
-                  for d in live]
-        queries.remember_keys(session, feed.id, ((row.entry.id, d.keys)
-                                                 for row, d in zip(stored, live, strict=True)))
-        return stored
+        return live
+
+    @staticmethod
+    def _store_entries(session: Session, fetched: list[_Fetched], now: datetime) -> None:
+        """New entries in one insert, changed ones as updates, every key indexed once."""
+        known = queries.entry_versions(
+            session, [d.entry_id for f in fetched for d in f.decisions if d.entry_id is not None])
+        updates: dict[int, queries.EntryUpdate] = {}
+        seen_again: set[int] = set()
+        fresh: list[tuple[int, identity.Decision]] = []
+        keyed: list[tuple[int, int | None, tuple[str, ...]]] = []
+        """(feed, entry or None for a new one, keys) in insertion order."""
+        for f in fetched:
+            for d in f.decisions:
+                if d.entry_id is None:
+                    fresh.append((f.feed_id, d))
+                    keyed.append((f.feed_id, None, d.keys))
+                    f.report.new += 1
+                    continue
+                version = known.get(d.entry_id)
+                if version is None:  # deleted since its keys were read
+                    continue
+                keyed.append((f.feed_id, d.entry_id, d.keys))
+                if version.tombstoned:  # pruned: its key keeps it from coming back
+                    seen_again.add(d.entry_id)
+                    f.report.duplicate += 1
+                elif version.content_hash == d.item.content_hash or not version.has_content:
+                    f.report.duplicate += 1
+                else:
+                    updates[d.entry_id] = queries.EntryUpdate(d.entry_id, d.item)
+                    known[d.entry_id] = version.changed(d.item.content_hash)
+                    f.report.updated += 1
+        queries.update_entries(session, list(updates.values()))
+        queries.mark_tombstones_seen(session, seen_again, now)
+        new_ids = iter(queries.insert_entries(
+            session, [(feed_id, d.item, d.key) for feed_id, d in fresh], now))
+        queries.remember_keys(session, [(feed_id, next(new_ids) if entry_id is None else entry_id,
+                                         keys) for feed_id, entry_id, keys in keyed])
 
     def _update_feed(self, session: Session, feed: Feed, result: fetch.FetchResult,
                      outcome: str, parse_error: str | None, parsed: ParsedFeed | None,
@@ -299,8 +259,3 @@ class Ingestor:
                 feed.lease_expires_at = None
                 feed.next_check_at = now + timedelta(seconds=seconds)
 
-
-def _doc(entry: Entry, source: str) -> Doc:
-    """What clustering reads of a stored entry."""
-    return Doc(entry.id, source, entry.title, entry.content or "", entry.event_at, entry.guid,
-               entry.canonical_url, entry.content_hash)

@@ -66,6 +66,12 @@ CLUSTER_DURATION = Histogram(
     registry=REGISTRY, buckets=(1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1))
 OPEN_STORIES = Gauge("storywatch_open_stories", "Stories inside the clustering window.",
                      registry=REGISTRY)
+STORY_BACKLOG = Gauge("storywatch_story_backlog_entries",
+                      "Entries stored but not yet clustered (the story stage's queue).",
+                      registry=REGISTRY)
+STORY_INDEX_READY = Gauge("storywatch_story_index_ready",
+                          "1 once the story index is rebuilt and the story stage runs.",
+                          registry=REGISTRY)
 
 RULES_LOADED = Gauge("storywatch_rules_loaded", "Enabled rules currently loaded.",
                      registry=REGISTRY)

@@ -183,6 +183,12 @@ def alerts(db_url: str) -> set[tuple[str, frozenset[str], frozenset[str], int]]:
             for (a,) in query(db_url, select(Alert))}
 
 
+def unclustered(db_url: str) -> int:
+    """Entries stored but not yet in a story (the story stage has not got to them)."""
+    return len(query(db_url, select(Entry.id).where(Entry.story_id.is_(None),
+                                                    Entry.tombstone_seen_at.is_(None))))
+
+
 def entry_guids(db_url: str) -> list[str]:
     return [g for (g,) in query(db_url, select(Entry.guid))]
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
-from monitor.feeds.worker import ParsePool
+from monitor.feeds.parse import FeedParseError, parse
+from monitor.feeds.worker import Parsed, ParsePool
 
 RSS_091 = b"""<?xml version="1.0"?><rss version="0.91"><channel><title>Old</title>
 <link>https://a.example/</link><description>d</description><language>en</language>
@@ -99,7 +99,7 @@ NESTED = (b"<rss version='2.0'><channel><title>t</title><item><title>x</title><d
 
 @pytest.mark.parametrize("body", [QUADRATIC, NESTED], ids=["author-email", "nested-tags"])
 def test_pathological_feed_is_killed_and_loop_keeps_running(body: bytes) -> None:
-    async def main() -> tuple[int, ParsedFeed]:
+    async def main() -> tuple[int, Parsed]:
         pool = ParsePool(1, timeout=0.5)
         await pool.start()
         ticks = 0
@@ -123,4 +123,4 @@ def test_pathological_feed_is_killed_and_loop_keeps_running(body: bytes) -> None
 
     ticks, after = asyncio.run(main())
     assert ticks > 5, "the event loop kept running while the parser was stuck"
-    assert after.entries[0].title == "One"
+    assert after.feed.entries[0].title == "One" and after.items[0].title == "One"

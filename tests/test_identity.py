@@ -27,9 +27,6 @@ from monitor.feeds import fetch
 from monitor.feeds.parse import ParsedFeed, RawEntry
 from monitor.feeds.schedule import Policy
 from monitor.ingest import Ingestor
-from monitor.rules.engine import RuleSet
-from monitor.rules.live import RuleRunner
-from monitor.stories.cluster import StoryIndex
 from monitor.stories.normalise import LINK
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -76,8 +73,7 @@ def make_store(tmp: Path) -> Store:
     sessions = session_factory(engine)
     with sessions.begin() as s:
         feed_id = queries.upsert_feed(s, "http://127.0.0.1/f", "F", [], None, True, NOW).id
-    runner = RuleRunner(lambda: RuleSet(()), list, list)
-    ingestor = Ingestor(sessions, StoryIndex(timedelta(days=3)), runner, POLICY)
+    ingestor = Ingestor(sessions, POLICY)
     return Store(ingestor, feed_id, itertools.count())
 
 

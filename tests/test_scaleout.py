@@ -35,6 +35,7 @@ from tests.fleet import (
     rules_dir,
     start,
     stories,
+    unclustered,
 )
 from tests.helpers import Proc, run_daemon, settings, wait_until
 from tests.servers import Reply, Server
@@ -84,11 +85,12 @@ def _run_rounds(farm: FeedFarm, procs: list[Proc], pace: float,
 
 
 def _settled(db: str, farm: FeedFarm, hook: Server | None, expected: Any) -> bool:
-    """Every entry stored, the alerts made (all of them, or `expected`), all delivered."""
+    """Every entry stored and clustered, the alerts made (all, or `expected`), all delivered."""
     try:
         made = alerts(db)
         done = made == expected if isinstance(expected, set) else len(made) == expected
         return (len(entry_guids(db)) >= farm.expected_entries() and done
+                and unclustered(db) == 0
                 and (hook is None or outbox_keys(db) <= {k for k, _ in delivered(hook)}))
     except OperationalError:  # not migrated yet, or the server is restarting
         return False

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -136,6 +137,10 @@ class EntryKey(Base):
     __table_args__ = (UniqueConstraint("feed_id", "key", name="uq_entry_keys_feed_key"),)
 
 
+UNCLUSTERED = text("story_id IS NULL AND tombstone_seen_at IS NULL")
+"""Entries stored but not yet in a story (tombstones never join one)."""
+
+
 class Entry(Base):
     __tablename__ = "entries"
 
@@ -163,7 +168,12 @@ class Entry(Base):
     """Set once retention pruned the entry to its dedup key; bumped whenever the feed
     still serves it, so the key outlives the feed's memory of the entry."""
 
-    __table_args__ = (UniqueConstraint("feed_id", "entry_key", name="uq_entries_feed_key"),)
+    __table_args__ = (
+        UniqueConstraint("feed_id", "entry_key", name="uq_entries_feed_key"),
+        # The story stage's queue: stored entries not yet clustered, in id order.
+        Index("ix_entries_unclustered", "id", sqlite_where=UNCLUSTERED,
+              postgresql_where=UNCLUSTERED),
+    )
 
 
 class Story(Base):

@@ -9,13 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from monitor.db.models import (
+    UNCLUSTERED,
     Alert,
     AlertEvent,
     AlertThread,
@@ -35,6 +48,11 @@ from monitor.feeds.identity import Known
 from monitor.stories.normalise import NormalisedEntry
 
 _IN_CHUNK = 500
+ENTRIES = cast(Table, Entry.__table__)
+"""Core tables for bulk statements: rows in, no ORM objects out."""
+ENTRY_KEYS = cast(Table, EntryKey.__table__)
+STORIES = cast(Table, Story.__table__)
+MEMBERS = cast(Table, StoryMember.__table__)
 
 
 # -- feeds ---------------------------------------------------------------------
@@ -57,6 +75,16 @@ def upsert_feed(session: Session, url: str, name: str, tags: list[str],
                 feed.next_check_at = now
     session.flush()
     return feed
+
+
+def feeds_by_id(session: Session, ids: Sequence[int]) -> dict[int, Feed]:
+    """Load a group of feeds in one query."""
+    out: dict[int, Feed] = {}
+    wanted = sorted(set(ids))
+    for i in range(0, len(wanted), _IN_CHUNK):
+        out.update((f.id, f) for f in session.scalars(
+            select(Feed).where(Feed.id.in_(wanted[i:i + _IN_CHUNK]))))
+    return out
 
 
 def claim_due_feeds(session: Session, owner: str, now: datetime, limit: int,
@@ -182,13 +210,13 @@ def known_keys(session: Session, feed_id: int, keys: Iterable[str]) -> dict[str,
     return out
 
 
-def remember_keys(session: Session, feed_id: int,
-                  entries: Iterable[tuple[int, Iterable[str]]]) -> None:
-    """Index entries under their keys; keys already known keep their entry."""
+def remember_keys(session: Session,
+                  entries: Iterable[tuple[int, int, Iterable[str]]]) -> None:
+    """Index entries under their keys, as (feed, entry, keys); known keys keep their entry."""
     rows = [{"feed_id": feed_id, "key": k, "entry_id": entry_id, "ambiguous": False}
-            for entry_id, keys in entries for k in keys]
+            for feed_id, entry_id, keys in entries for k in keys]
     if rows:  # executemany: one cached statement whatever the number of rows
-        session.execute(_insert(session)(EntryKey)
+        session.execute(_insert(session)(ENTRY_KEYS)
                         .on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
 
 
@@ -212,14 +240,66 @@ def _entry_values(feed_id: int, key: str, e: NormalisedEntry,
     }
 
 
-def insert_entries(session: Session, feed_id: int, items: Sequence[tuple[NormalisedEntry, str]],
-                   fetched_at: datetime) -> list[Entry]:
-    """Insert new entries (each under its key) in one statement, in the given order."""
+def insert_entries(session: Session, items: Sequence[tuple[int, NormalisedEntry, str]],
+                   fetched_at: datetime) -> list[int]:
+    """Insert new entries, each (feed, entry, key), in one statement; their ids in order."""
     if not items:
         return []
-    rows = [_entry_values(feed_id, key, e, fetched_at) for e, key in items]
-    return list(session.scalars(insert(Entry).returning(Entry, sort_by_parameter_order=True),
-                                rows))
+    rows = [_entry_values(feed_id, key, e, fetched_at) for feed_id, e, key in items]
+    return list(session.scalars(insert(ENTRIES)
+                                .returning(ENTRIES.c.id, sort_by_parameter_order=True), rows))
+
+
+@dataclass(frozen=True)
+class EntryVersion:
+    """What deciding "same, updated or pruned" needs of a stored entry."""
+
+    content_hash: str
+    has_content: bool
+    tombstoned: bool
+
+    def changed(self, content_hash: str) -> EntryVersion:
+        return EntryVersion(content_hash, self.has_content, self.tombstoned)
+
+
+def entry_versions(session: Session, ids: Sequence[int]) -> dict[int, EntryVersion]:
+    wanted = sorted(set(ids))
+    out: dict[int, EntryVersion] = {}
+    for i in range(0, len(wanted), _IN_CHUNK):
+        rows = session.execute(select(Entry.id, Entry.content_hash, Entry.content.is_not(None),
+                                      Entry.tombstone_seen_at.is_not(None))
+                               .where(Entry.id.in_(wanted[i:i + _IN_CHUNK])))
+        for entry_id, content_hash, has_content, tombstoned in rows:
+            out[entry_id] = EntryVersion(content_hash, bool(has_content), bool(tombstoned))
+    return out
+
+
+@dataclass(frozen=True)
+class EntryUpdate:
+    entry_id: int
+    item: NormalisedEntry
+
+
+def update_entries(session: Session, updates: Sequence[EntryUpdate]) -> None:
+    """Record changed content (title, text, hash) and bump each entry's revision."""
+    if not updates:
+        return
+    session.execute(
+        update(ENTRIES).where(ENTRIES.c.id == bindparam("b_id")).values(
+            title=bindparam("b_title"), summary=bindparam("b_summary"),
+            content=bindparam("b_content"), content_hash=bindparam("b_hash"),
+            revision=ENTRIES.c.revision + 1),
+        [{"b_id": u.entry_id, "b_title": u.item.title, "b_summary": u.item.summary,
+          "b_content": u.item.text, "b_hash": u.item.content_hash} for u in updates])
+
+
+def mark_tombstones_seen(session: Session, ids: Iterable[int], now: datetime) -> None:
+    """Pruned entries their feed still serves: the key must outlive the feed's memory."""
+    wanted = sorted(set(ids))
+    for i in range(0, len(wanted), _IN_CHUNK):
+        session.execute(update(Entry).where(Entry.id.in_(wanted[i:i + _IN_CHUNK]))
+                        .values(tombstone_seen_at=now)
+                        .execution_options(synchronize_session=False))
 
 
 def update_entry(session: Session, entry_id: int, e: NormalisedEntry,
@@ -243,7 +323,9 @@ def store_entry(session: Session, feed_id: int, e: NormalisedEntry, key: str,
     """Insert a new entry under `key`, or update entry `entry_id` when its content changed."""
     if entry_id is not None:
         return update_entry(session, entry_id, e, fetched_at)
-    [entry] = insert_entries(session, feed_id, [(e, key)], fetched_at)
+    [new_id] = insert_entries(session, [(feed_id, e, key)], fetched_at)
+    entry = session.get(Entry, new_id)
+    assert entry is not None
     return StoredEntry(entry, new=True, updated=False)
 
 
@@ -292,28 +374,146 @@ def story_members(session: Session, story_id: int) -> list[MemberRow]:
     return [MemberRow(e, m, name, tags) for e, m, name, tags in rows]
 
 
-def window_entries(session: Session, since: datetime) -> Iterable[tuple[Entry, str]]:
-    """Entries with a story since `since`, in time order: the clustering state to rebuild."""
+DOC_COLUMNS = (Entry.id, Entry.title, Entry.content, Entry.event_at, Entry.guid,
+               Entry.canonical_url, Entry.content_hash)
+"""What clustering reads of an entry (see `storystage.doc`), in this order."""
+
+
+def window_docs(session: Session, since: datetime, upto: int) -> Iterable[Any]:
+    """Entries since `since` with a story member up to id `upto`, in time order.
+
+    The clustering state to rebuild, as plain rows (DOC_COLUMNS, then source and
+    story), streamed: no ORM objects.
+    """
     return session.execute(
-        select(Entry, StoryMember.source)
+        select(*DOC_COLUMNS, StoryMember.source, StoryMember.story_id)
         .join(StoryMember, StoryMember.entry_id == Entry.id)
-        .where(Entry.event_at >= since)
+        .where(Entry.event_at >= since, StoryMember.id <= upto)
         .order_by(Entry.event_at, Entry.id)
-        .execution_options(yield_per=1000))
+        .execution_options(yield_per=2000))
 
 
-def members_since(session: Session, after: int) -> Iterable[tuple[Entry, str, int, int]]:
+def members_since(session: Session, after: int) -> Iterable[Any]:
     """Story members added after member `after`, in the order they were added.
 
     Members are only inserted under `INGEST_LOCK`, so member ids grow in commit
     order and "after the last id I know" is exactly "what other instances did".
+    Rows as `window_docs`, then the member id.
     """
     return session.execute(
-        select(Entry, StoryMember.source, StoryMember.story_id, StoryMember.id)
+        select(*DOC_COLUMNS, StoryMember.source, StoryMember.story_id, StoryMember.id)
         .join(StoryMember, StoryMember.entry_id == Entry.id)
         .where(StoryMember.id > after)
         .order_by(StoryMember.id)
-        .execution_options(yield_per=1000))
+        .execution_options(yield_per=2000))
+
+
+def unclustered(session: Session, limit: int) -> list[Any]:
+    """The story stage's next batch: stored entries in no story yet, in id order.
+
+    Rows as `window_docs` with the feed's id and name, and the entry's fetch time
+    (one fetch = one feed and one fetch time) instead of source and story.
+    """
+    return list(session.execute(
+        select(*DOC_COLUMNS, Entry.feed_id, Feed.name, Entry.fetched_at)
+        .join(Feed, Feed.id == Entry.feed_id)
+        .where(UNCLUSTERED)
+        .order_by(Entry.id).limit(limit)))
+
+
+def backlog(session: Session) -> int:
+    """Entries stored but not clustered yet."""
+    return session.scalar(select(func.count()).select_from(Entry).where(UNCLUSTERED)) or 0
+
+
+def has_backlog(session: Session) -> bool:
+    return session.scalar(select(Entry.id).where(UNCLUSTERED).limit(1)) is not None
+
+
+def reserve_story_id(session: Session, last: int | None) -> int:
+    """An id for a story the current batch is about to create, without writing anything.
+
+    PostgreSQL: the id sequence (gaps are harmless). SQLite: one instance, and only
+    the story stage creates stories, so the next id is the highest so far plus one;
+    `last` is the previous id this batch reserved.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(text("SELECT nextval(pg_get_serial_sequence('stories', 'id'))"))
+                   or 0)
+    if last is None:
+        last = session.scalar(select(func.max(Story.id))) or 0
+    return last + 1
+
+
+@dataclass
+class Tally:
+    """A story's counts while a batch adds members to it."""
+
+    story_id: int
+    entry_count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    sources: set[str]
+    title: str = ""
+    """Set for a story the batch creates."""
+
+
+def story_tally(session: Session, story_id: int) -> Tally | None:
+    row = session.execute(select(Story.entry_count, Story.first_seen_at, Story.last_seen_at)
+                          .where(Story.id == story_id)).first()
+    if row is None:
+        return None
+    sources = set(session.scalars(select(StoryMember.source).distinct()
+                                  .where(StoryMember.story_id == story_id)))
+    return Tally(story_id, row[0], row[1], row[2], sources)
+
+
+def save_stories(session: Session, created: Iterable[Tally], changed: Iterable[Tally],
+                 now: datetime) -> None:
+    """Insert the batch's new stories (ids reserved) and update the counts of the others."""
+    new = [{"id": t.story_id, "title": t.title, "first_seen_at": t.first_seen_at,
+            "last_seen_at": t.last_seen_at, "source_count": len(t.sources),
+            "entry_count": t.entry_count, "updated_at": now} for t in created]
+    if new:
+        session.execute(insert(STORIES), new)
+    rows = [{"b_id": t.story_id, "b_entries": t.entry_count, "b_sources": len(t.sources),
+             "b_first": t.first_seen_at, "b_last": t.last_seen_at, "b_now": now}
+            for t in changed]
+    if rows:
+        session.execute(update(STORIES).where(STORIES.c.id == bindparam("b_id")).values(
+            entry_count=bindparam("b_entries"), source_count=bindparam("b_sources"),
+            first_seen_at=bindparam("b_first"), last_seen_at=bindparam("b_last"),
+            updated_at=bindparam("b_now")), rows)
+
+
+def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Story members, in order, and their entries' `story_id`: two statements.
+
+    `story_members.entry_id` is unique: an entry can never join two stories,
+    whatever happens around a crash or between instances.
+    """
+    if not rows:
+        return
+    session.execute(insert(MEMBERS), rows)
+    session.execute(update(ENTRIES).where(ENTRIES.c.id == bindparam("b_id"))
+                    .values(story_id=bindparam("b_story")),
+                    [{"b_id": r["entry_id"], "b_story": r["story_id"]} for r in rows])
+
+
+def members_of(session: Session, story_ids: Iterable[int]) -> dict[int, list[MemberRow]]:
+    """Members of several stories in one query, each story's in time order."""
+    out: dict[int, list[MemberRow]] = {}
+    wanted = sorted(set(story_ids))
+    for i in range(0, len(wanted), _IN_CHUNK):
+        rows = session.execute(
+            select(Entry, StoryMember, Feed.name, Feed.tags)
+            .join(StoryMember, StoryMember.entry_id == Entry.id)
+            .join(Feed, Feed.id == Entry.feed_id)
+            .where(StoryMember.story_id.in_(wanted[i:i + _IN_CHUNK]))
+            .order_by(Entry.event_at, Entry.id))
+        for e, m, name, tags in rows:
+            out.setdefault(m.story_id, []).append(MemberRow(e, m, name, tags))
+    return out
 
 
 def last_member_id(session: Session) -> int:

@@ -18,8 +18,8 @@ from monitor import logs
 from monitor.config import ConsoleNotifier, FeedConfig, MetricsConfig, PollingConfig, Settings
 from monitor.daemon import Daemon
 from monitor.demo.server import DemoFeedServer, load_outlets
-from monitor.ingest import IngestReport
 from monitor.resources import shipped_rules_dir
+from monitor.storystage import StageReport
 
 SAMPLE = Path(__file__).with_name("sample_news.yaml")
 POLL_SECONDS = 3.0
@@ -49,7 +49,7 @@ async def _main(speed: float, duration: float | None, state_dir: Path) -> None:
     server.start()
     settings = demo_settings(server, state_dir, max(0.5, POLL_SECONDS / speed))
 
-    def on_report(url: str, report: IngestReport) -> None:
+    def on_report(report: StageReport) -> None:
         for line in report.events:
             _say(f"  {line}")
 

@@ -4,7 +4,8 @@ A pathological body (quadratic regular expressions, deeply nested markup)
 can keep a parser busy for minutes while holding the GIL; in a thread that
 stalls the whole event loop. Here each parse runs in a separate process; one
 that overruns its time limit (or dies) is killed and replaced, and its feed
-gets a parse error. The event loop only ever awaits.
+gets a parse error. The event loop only ever awaits. Workers also normalise
+the entries, so that CPU work is spread over the worker processes too.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ import asyncio
 import multiprocessing
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
+from monitor.stories.normalise import NormalisedEntry, normalise
 
 _CTX = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    feed: ParsedFeed
+    items: list[NormalisedEntry]
+    """The feed's entries normalised as of the parse (the fetch time, to a few ms)."""
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -32,7 +44,9 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            reply: tuple[str, object] = ("ok", parse(body, content_type))
+            feed = parse(body, content_type)
+            reply: tuple[str, object] = ("ok", Parsed(feed, normalise(feed.entries,
+                                                                      datetime.now(UTC))))
         except FeedParseError as exc:
             reply = ("error", str(exc))
         except Exception as exc:
@@ -51,13 +65,13 @@ class _Worker:
             self.kill()
             raise RuntimeError("a parser process did not start")
 
-    def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> ParsedFeed:
+    def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> Parsed:
         self.conn.send((body, content_type))
         if not self.conn.poll(timeout):
             raise TimeoutError
         kind, value = self.conn.recv()
         if kind == "ok":
-            assert isinstance(value, ParsedFeed)
+            assert isinstance(value, Parsed)
             return value
         raise FeedParseError(str(value))
 
@@ -87,7 +101,7 @@ class ParsePool:
             self._all.append(w)
             self._idle.put_nowait(w)
 
-    async def parse(self, body: bytes, content_type: str | None) -> ParsedFeed:
+    async def parse(self, body: bytes, content_type: str | None) -> Parsed:
         """Parse in a worker; FeedParseError on bad input, on overrun or on a worker crash."""
         assert self._idle is not None, "ParsePool.start() first"
         loop = asyncio.get_running_loop()

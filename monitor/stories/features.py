@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import chain
 
-from monitor.stories.memo import Memo
+from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
 _STOPWORD_TEXT = """
@@ -93,8 +93,6 @@ def _capital(token: str) -> int:
     return 0
 
 
-VOCABULARY = 200_000
-"""Distinct whitespace-separated tokens (and stems) whose analysis is remembered."""
 _WORDS_OF = Memo(_token_words, VOCABULARY)
 _STEMS = Memo(stem, VOCABULARY)
 _TERMS_OF = Memo(_token_terms, VOCABULARY)

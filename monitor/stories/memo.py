@@ -2,7 +2,7 @@
 
 News text reuses a limited vocabulary, so each distinct word is analysed once
 and every later document only looks it up. A hit is a plain dict lookup in C
-(usable through `map`), several times cheaper than `functools.lru_cache`; the
+(usable through `map`), cheaper than a `functools.lru_cache` hit; the
 bound is kept by emptying the memo when it is full, which costs one refill of
 the words still in use.
 """
@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+
+VOCABULARY = 200_000
+"""Distinct tokens (or words) a memo remembers before it starts over."""
 
 K = TypeVar("K")
 V = TypeVar("V")

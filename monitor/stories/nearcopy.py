@@ -15,7 +15,7 @@ from itertools import chain
 
 import numpy as np
 
-from monitor.stories.memo import Memo
+from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
 BITS = 64
@@ -36,7 +36,7 @@ def _word_hashes(token: str) -> tuple[int, ...]:
                  for w in fold(token).split())
 
 
-_HASHES = Memo(_word_hashes, 200_000)
+_HASHES = Memo(_word_hashes, VOCABULARY)
 
 
 def _hashes(text: str) -> list[int]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice, repeat
-from operator import mul
+from operator import add as plus
+from operator import itemgetter, mul, truediv
 from typing import Any
 
 from monitor.stories import nearcopy
@@ -113,9 +114,12 @@ class _Member:
 
 
 def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
-    top = sorted(vec.items(), key=lambda kv: kv[1], reverse=True)[:keep]
-    norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
-    return {t: w / norm for t, w in top}
+    if not vec:
+        return {}
+    terms, weights = zip(*sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep],
+                          strict=True)
+    norm = math.sqrt(sum(map(mul, weights, weights))) or 1.0
+    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True))
 
 
 class StoryIndex:
@@ -124,7 +128,7 @@ class StoryIndex:
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.window = window
         self.threshold = threshold or DEFAULT_THRESHOLD
-        self.df: dict[str, int] = {}
+        self.df: Counter[str] = Counter()
         self._seen: deque[tuple[datetime, tuple[str, ...]]] = deque()
         self._stories: dict[int, _Story] = {}
         self._postings: dict[str, dict[int, float]] = {}
@@ -221,7 +225,10 @@ class StoryIndex:
 
     @staticmethod
     def _dot(vec: dict[str, float], story: _Story) -> float:
-        return float(sum(map(mul, story.weights, map(vec.get, story.terms, repeat(0.0)))))
+        """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
+        shared = list(filter(vec.__contains__, story.terms))
+        return float(sum(map(mul, map(story.weights.__getitem__, map(story.terms.index, shared)),
+                             map(vec.__getitem__, shared))))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
@@ -235,9 +242,7 @@ class StoryIndex:
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
         self._seen.append((feats.doc.at, feats.terms))
-        df = self.df
-        for term in feats.terms:
-            df[term] = df.get(term, 0) + 1
+        self.df.update(feats.terms)
 
     def add(self, feats: Features, story_id: int) -> None:
         """Record that the document joined (or started) `story_id`."""
@@ -246,9 +251,10 @@ class StoryIndex:
         if story is None:
             story = _Story(story_id, (), array("f"), doc.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
-        merged = {t: w * story.size for t, w in zip(story.terms, story.weights, strict=True)}
-        for t, w in feats.vector.items():
-            merged[t] = merged.get(t, 0.0) + w
+        merged = dict(zip(story.terms, map(mul, story.weights, repeat(story.size)), strict=True))
+        vec = feats.vector
+        merged.update(zip(vec, map(plus, map(merged.get, vec, repeat(0.0)), vec.values()),
+                          strict=True))
         centroid = _top_normalised(merged, CENTROID_TERMS)
         story.terms, story.weights = tuple(centroid), array("f", centroid.values())
         story.size += 1

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from itertools import chain
 
+from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
 _STOPWORD_TEXT = """
@@ -34,10 +35,12 @@ including include includes part called call calls people percent number set took
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _WORD = re.compile(r"[^\W_]+")
+# A word boundary before the first capital or digit is written as a lookbehind after it
+# ("not a word character before it"), so the regex engine can skip ahead to candidates.
 _ENTITY = re.compile(
-    r"\b(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}[a-z]?)(?:\s+(?:of\s+|de\s+|al-)?"
+    r"[A-Z](?<!\w[A-Z])(?:[\w’'\-]*[a-z][\w’'\-]*|[A-Z]+[a-z]?)(?:\s+(?:of\s+|de\s+|al-)?"
     r"(?:[A-Z][\w’'\-]*[a-z][\w’'\-]*|[A-Z]{2,}))*")
-_NUMBER_PHRASE = re.compile(r"\b(\d[\d,.]*)\s+([A-Za-z]{3,})")
+_NUMBER_PHRASE = re.compile(r"(\d(?<!\w\d)[\d,.]*)\s+([A-Za-z]{3,})")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“”]\s+|\n)$")
 
 TITLE_WEIGHT = 3.0
@@ -53,7 +56,6 @@ NAME_WEIGHT = 0.6
 """Names say who, not what happened: the same people recur across a week's events."""
 
 
-@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A deliberately light English stemmer: plurals and common verb endings.
 
@@ -76,29 +78,59 @@ def stem(word: str) -> str:
     return word
 
 
+def _token_words(token: str) -> tuple[str, ...]:
+    return tuple(t for t in _WORD.findall(fold(token)) if len(t) > 1 and t not in STOPWORDS)
+
+
+def _token_terms(token: str) -> tuple[str, ...]:
+    return tuple(map(_STEMS.__getitem__, _WORDS_OF[token]))
+
+
+def _capital(token: str) -> int:
+    """2: a capitalised word, 1: another word, 0: too short or not a word to judge case by."""
+    if len(token) > 3 and token[0].isalpha():
+        return 2 if token[0].isupper() else 1
+    return 0
+
+
+_WORDS_OF = Memo(_token_words, VOCABULARY)
+_STEMS = Memo(stem, VOCABULARY)
+_TERMS_OF = Memo(_token_terms, VOCABULARY)
+_CAPITAL = Memo(_capital, VOCABULARY)
+
+
 def words(text: str) -> list[str]:
-    """Folded content words of `text` (stopwords and 1-letter tokens dropped)."""
-    return [t for t in _WORD.findall(fold(text)) if len(t) > 1 and t not in STOPWORDS]
+    """Folded content words of `text` (stopwords and 1-letter tokens dropped).
+
+    Folding and word boundaries never cross whitespace, so each token is
+    analysed once (`_WORDS_OF`) and a text is the concatenation of its tokens.
+    """
+    return list(chain.from_iterable(map(_WORDS_OF.__getitem__, text.split())))
 
 
 def terms(text: str) -> list[str]:
     """Folded, stemmed content words of `text`."""
-    return [stem(w) for w in words(text)]
+    return _terms(text.split())
 
 
-def _is_headline_case(text: str) -> bool:
+def _terms(tokens: list[str]) -> list[str]:
+    return list(chain.from_iterable(map(_TERMS_OF.__getitem__, tokens)))
+
+
+def _is_headline_case(tokens: list[str]) -> bool:
     """Title Case Headlines capitalise every word, so capitals say nothing there."""
-    caps = [w for w in text.split() if w[:1].isalpha() and len(w) > 3]
-    return len(caps) >= 3 and sum(w[0].isupper() for w in caps) > 0.7 * len(caps)
+    kinds = list(map(_CAPITAL.__getitem__, tokens))
+    caps = len(kinds) - kinds.count(0)
+    return caps >= 3 and kinds.count(2) > 0.7 * caps
 
 
-def _names(text: str) -> list[list[str]]:
-    """Capitalised names as lists of folded words.
+def _names(text: str, tokens: list[str]) -> list[list[str]]:
+    """Capitalised names as lists of folded words (`tokens`: `text.split()`).
 
     A single capitalised word at the start of a sentence is ignored: it is
     usually just a capitalised common word.
     """
-    if _is_headline_case(text):
+    if _is_headline_case(tokens):
         return []
     out = []
     for match in _ENTITY.finditer(text):
@@ -111,12 +143,12 @@ def _names(text: str) -> list[list[str]]:
 
 def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
     """Multi-word names (`e:`) and "number noun" phrases such as "145 drones" (`n:`)."""
-    found = _names(text) if names is None else names
+    found = _names(text, text.split()) if names is None else names
     out = ["e:" + " ".join(name) for name in found if len(name) > 1]
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
-            out.append(f"n:{digits} {stem(fold(noun))}")
+            out.append(f"n:{digits} {_STEMS[fold(noun)]}")
     return out
 
 
@@ -136,15 +168,17 @@ def term_counts(title: str, text: str) -> TermCounts:
     people, another day) weighs less than sharing what happened.
     """
     body = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
-    parts = ((title, TITLE_WEIGHT), (" ".join(body[:LEAD_WORDS]), LEAD_WEIGHT),
-             (" ".join(body[LEAD_WORDS:]), 1.0))
-    found = [(part, weight, _names(part)) for part, weight in parts if part]
-    names = {stem(w) for _, _, part_names in found for name in part_names for w in name}
+    lead, rest = body[:LEAD_WORDS], body[LEAD_WORDS:]
+    parts = ((title, title.split(), TITLE_WEIGHT), (" ".join(lead), lead, LEAD_WEIGHT),
+             (" ".join(rest), rest, 1.0))
+    found = [(part, tokens, weight, _names(part, tokens)) for part, tokens, weight in parts
+             if part]
+    names = {_STEMS[w] for *_, part_names in found for name in part_names for w in name}
     counts: defaultdict[str, float] = defaultdict(float)
-    for part, weight, part_names in found:
-        for t in terms(part):
+    for part, tokens, weight, part_names in found:
+        for t in _terms(tokens):
             counts[t] += weight * (NAME_WEIGHT if t in names else 1.0)
         for e in entities(part, part_names):
             counts[e] += weight * ENTITY_WEIGHT
-    heads = frozenset(stem(name[-1]) for _, _, part_names in found for name in part_names)
+    heads = frozenset(_STEMS[name[-1]] for *_, part_names in found for name in part_names)
     return TermCounts(dict(counts), heads)

@@ -11,10 +11,11 @@ only those candidates' members are compared, and no separate index is kept.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
+from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
 BITS = 64
@@ -26,11 +27,21 @@ unrelated texts come this close with probability ~5e-7 (binomial 64, 1/2)."""
 MIN_WORDS = 12
 """Shorter texts (a bare headline) carry too few word pairs for a meaningful signature."""
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_SHIFT_1, _SHIFT_2 = np.uint64(31), np.uint64(29)
 
 
-@lru_cache(maxsize=200_000)
-def _word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+def _word_hashes(token: str) -> tuple[int, ...]:
+    """64-bit hashes of the folded words of one whitespace-separated token."""
+    return tuple(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+                 for w in fold(token).split())
+
+
+_HASHES = Memo(_word_hashes, VOCABULARY)
+
+
+def _hashes(text: str) -> list[int]:
+    """Word hashes of `fold(text).split()`: folding never crosses whitespace."""
+    return list(chain.from_iterable(map(_HASHES.__getitem__, text.split())))
 
 
 def simhash(title: str, text: str) -> int | None:
@@ -39,19 +50,20 @@ def simhash(title: str, text: str) -> int | None:
     Copies often get a new headline, so the title counts only when the body
     alone is too short to sign.
     """
-    words = fold(text).split()
+    words = _hashes(text)
     if len(words) < MIN_WORDS:
-        words = fold(f"{title} {text}").split()
+        words = _hashes(f"{title} {text}")
     if len(words) < MIN_WORDS:
         return None
-    h = np.array(list(map(_word_hash, words)), dtype=np.uint64)
-    pairs = h[:-1] * _MIX + h[1:]  # array arithmetic wraps modulo 2**64 silently
-    pairs ^= pairs >> np.uint64(31)
+    h = np.fromiter(words, np.uint64, len(words))
+    pairs = h[:-1] * _MIX  # array arithmetic wraps modulo 2**64 silently
+    pairs += h[1:]
+    pairs ^= pairs >> _SHIFT_1
     pairs *= _MIX
-    pairs ^= pairs >> np.uint64(29)
-    ones = np.unpackbits(pairs.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    pairs ^= pairs >> _SHIFT_2
+    ones = np.unpackbits(pairs.view(np.uint8), bitorder="little").reshape(-1, BITS)
     bits = ones.sum(axis=0) * 2 > len(pairs)
-    return int(np.packbits(bits, bitorder="little").view("<u8")[0])
+    return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
 
 def distance(a: int, b: int) -> int:

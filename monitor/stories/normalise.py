@@ -27,7 +27,7 @@ _TRACKING_PARAMS = frozenset({
 _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "hsa_", "oly_", "vero_", "__")
 _MOBILE_HOST = re.compile(r"^(?:m|mobile|amp|www)\.")
 _AMP_PATH = re.compile(r"(?:/amp/?$|/amp(?=/)|\.amp(?=\.html?$|$))")
-_SPACE = re.compile(r"\s+")
+_SLASHES = re.compile(r"/{2,}")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 _PAST_LIMIT = timedelta(days=365 * 20)
@@ -53,12 +53,11 @@ def canonical_url(url: str | None) -> str | None:
     port = parts.port
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     path = _AMP_PATH.sub("", parts.path) or "/"
-    path = re.sub(r"/{2,}", "/", path)
+    path = _SLASHES.sub("/", path)
     if len(path) > 1:
         path = path.rstrip("/")
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not _is_tracking(k)]
-    query.sort()
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if not _is_tracking(k)) if parts.query else ()
     return urlunsplit(("https", netloc, path, urlencode(query), ""))
 
 
@@ -105,7 +104,7 @@ def clean_text(value: str | None) -> str:
         value = "".join(parser.parts)
     else:
         value = html.unescape(value)
-    lines = (_SPACE.sub(" ", line).strip() for line in value.splitlines())
+    lines = (" ".join(line.split()) for line in value.splitlines())
     return "\n".join(line for line in lines if line)
 
 
@@ -118,7 +117,7 @@ def fold(text: str) -> str:
 
 def content_hash(title: str, text: str) -> str:
     """Hash of folded title+text: identical content from any feed compares equal."""
-    folded = _SPACE.sub(" ", fold(f"{title}\n{text}")).strip()
+    folded = " ".join(fold(f"{title}\n{text}").split())
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()
 
 
@@ -202,5 +201,7 @@ def normalise(entries: list[RawEntry], fetched_at: datetime) -> list[NormalisedE
         ))
     counts = Counter(k for e in out for _, k in e.keys)
     shared = frozenset(k for k, n in counts.items() if n > 1)
+    if not shared:
+        return out
     return [replace(e, key=next((k for _, k in e.keys if k not in shared), e.keys[-1][1]))
             for e in out]

@@ -101,11 +101,15 @@ class KeywordIndex:
         tid = len(self._ids)
         self._ids[key] = tid
         self._memo.clear()
+        self._forget_words()
+        self._plan = None
+        return tid
+
+    def _forget_words(self) -> None:
+        """Drop every word's remembered terms (they are classified again on sight)."""
         self._known.clear()
         self._word_terms.clear()
         self._term_words.clear()
-        self._plan = None
-        return tid
 
     def _prefix_plan(self) -> tuple[list[int], frozenset[str]]:
         """Prefix lengths in order, and every prefix cut to the shortest: a word whose
@@ -158,9 +162,7 @@ class KeywordIndex:
     def _classify(self, words: set[str]) -> None:
         """Find and remember the terms of words not seen before."""
         if len(self._known) + len(words) > MEMO_WORDS:
-            self._known.clear()
-            self._word_terms.clear()
-            self._term_words.clear()
+            self._forget_words()
         self._known |= words
         exact, prefix, inner, terms = self._exact, self._prefix, self._inner, self._word_terms
         lengths, heads = self._prefix_plan()

@@ -3,7 +3,8 @@
 Feeds are static RSS files served by nginx (ETag, Last-Modified and 304s as a
 real site would answer). Scenarios:
   cold   N feeds x 20 entries, all new, until every entry is stored
-  warm   the same feeds again, unchanged (all 304)
+  warm   the same feeds again, unchanged (all 304); for Storywatch also "warm-in":
+         one such cycle inside a daemon that is already running (no start-up)
   mixed  M feeds: 80% unchanged, 15% changed (3 new entries each), 5% errors or slow
 Each tool is measured as a subprocess: wall time, CPU seconds (user+system of
 the whole process tree), peak RSS of the process tree, and entries stored
@@ -324,6 +325,36 @@ class Storywatch:
                        settled, self.entries, truth, self.dir,
                        ready_line=b"storywatch running", drained=drained)
 
+    def cycle(self, scenario: str, truth: int) -> Result:
+        """One warm cycle inside a daemon that is already running, as in production.
+
+        The daemon starts, rebuilds its story index and goes idle; then every feed
+        is made due at once, and wall time and CPU (of the process tree) are taken
+        until every feed was polled again: start-up and index rebuild are excluded.
+        """
+        log = self.dir / f"{self.name}-{scenario}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([str(PYTHON), "-m", "monitor", "-c", str(self.config),
+                                     "run"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 1800
+            while b"story stage caught up" not in log.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"storywatch {scenario}: did not start; see {log}")
+                time.sleep(0.1)
+            time.sleep(1.0)
+            pids = tree(proc.pid)
+            cpu0, started = cpu_of(pids), self.make_due()
+            t0, peak = time.monotonic(), 0
+            while self.checked_since(started) < self.feeds:
+                peak = max(peak, rss_of(pids))
+                time.sleep(0.02)
+            wall, cpu = time.monotonic() - t0, cpu_of(tree(proc.pid)) - cpu0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        return Result(self.name, scenario, wall, cpu, peak, self.entries(), truth, wall)
+
     def checked_since(self, since: float) -> int:
         stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S")
         return count(self.db, f"SELECT count(*) FROM feeds WHERE last_checked_at >= '{stamp}'")
@@ -388,7 +419,7 @@ def show(r: Result, peers: dict[str, Result]) -> None:
     polling = f"(polling {r.polling:6.2f}s)" if r.polling is not None else " " * 18
     drained = (f"  clustered after {r.drained:7.2f}s (cpu {r.drained_cpu:7.2f}s)"
                if r.drained is not None and r.drained_cpu is not None else "")
-    print(f"{r.scenario:6} {r.tool:10} wall {r.wall:7.2f}s {polling}  cpu {r.cpu:7.2f}s  "
+    print(f"{r.scenario:7} {r.tool:10} wall {r.wall:7.2f}s {polling}  cpu {r.cpu:7.2f}s  "
           f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}{drained}"
           + (f"   {ratios}" if r.tool == "storywatch" and ratios else ""), flush=True)
 
@@ -426,6 +457,7 @@ def main() -> int:
         t0 = sw.make_due()
         results["warm"]["storywatch"] = sw.run("warm", cold.truth,
                                                lambda: sw.checked_since(t0) >= sw.feeds)
+        results["warm-in"] = {"storywatch": sw.cycle("warm-in", cold.truth)}
         peers = {"newsboat": Newsboat, "feed2exec": Feed2exec}
         for name in filter(None, args.peers.split(",")):
             peer = peers[name](work / "cold", cold.urls)
@@ -434,6 +466,7 @@ def main() -> int:
         for scenario in ("cold", "warm"):
             for r in results[scenario].values():
                 show(r, results[scenario])
+        show(results["warm-in"]["storywatch"], results["warm"])
 
         if args.mixed_feeds <= 0:
             return 0

@@ -35,6 +35,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    port: int = 0
+    """The client's port: requests with the same port came over one connection."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -64,7 +66,8 @@ class Server:
                 length = int(self.headers.get("Content-Length") or 0)
                 req = Request(self.command, self.path, {k.lower(): v for k, v in
                                                         self.headers.items()},
-                              self.rfile.read(length) if length else b"")
+                              self.rfile.read(length) if length else b"",
+                              self.client_address[1])
                 with server.lock:
                     server.requests.append(req)
                 route = server.routes.get(self.path.split("?", 1)[0])

@@ -171,6 +171,38 @@ def test_slow_loris_body_times_out(server: Server) -> None:
     assert result.outcome == fetch.TIMEOUT
 
 
+def test_unused_bodies_are_read_so_the_connection_is_kept(server: Server) -> None:
+    """304s, redirects and error pages reuse one connection: no new handshake per poll."""
+    server.routes["/keep"] = Reply(body=FEED)
+    server.routes["/keep-moved"] = Reply(302, b"moved", headers={"Location": "/keep"})
+    server.routes["/keep-error"] = Reply(503, b"<html>" + b"x" * 5000 + b"</html>")
+    lim = fetch.Limits(max_bytes=1_000_000, max_compressed_bytes=1_000_000, deadline=5.0)
+
+    async def go() -> list[str]:
+        async with httpx.AsyncClient() as client:
+            first = await fetch.fetch(client, fetch.FetchRequest(server.url("/keep")), lim,
+                                      LOOPBACK)
+            outcomes = [first.outcome]
+            for path, etag in (("/keep", first.etag), ("/keep-moved", first.etag),
+                               ("/keep-error", None), ("/keep", first.etag)):
+                req = fetch.FetchRequest(server.url(path), etag)
+                outcomes.append((await fetch.fetch(client, req, lim, LOOPBACK)).outcome)
+            return outcomes
+
+    assert asyncio.run(go()) == [fetch.OK, fetch.NOT_MODIFIED, fetch.NOT_MODIFIED,
+                                 fetch.HTTP_5XX, fetch.NOT_MODIFIED]
+    ports = {r.port for path in ("/keep", "/keep-moved", "/keep-error")
+             for r in server.hits(path)}
+    assert len(ports) == 1
+
+
+def test_slow_or_large_error_page_keeps_its_status(server: Server) -> None:
+    server.routes["/slow-error"] = Reply(500, b"e" * 200, trickle=0.02)
+    assert get(server.url("/slow-error"), deadline=10).outcome == fetch.HTTP_5XX
+    server.routes["/big-error"] = Reply(404, b"e" * (fetch.DRAIN_BYTES * 4))
+    assert get(server.url("/big-error")).outcome == fetch.HTTP_4XX
+
+
 def test_connection_refused_is_network_error() -> None:
     srv = Server()
     url = srv.url("/gone")

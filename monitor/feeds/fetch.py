@@ -9,6 +9,7 @@ the SSRF guard and the caller learns whether every hop was permanent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import re
@@ -43,6 +44,10 @@ that could not be followed (loop, too many hops, bad Location)."""
 PERMANENT = frozenset({301, 308})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+DRAIN_BYTES = 64 * 1024
+"""Most bytes read from an answer whose body we do not use (304, redirects, errors)."""
+DRAIN_SECONDS = 1.0
+"""Longest wait for such a body: a slow error page must not turn an answer into a timeout."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,7 @@ async def _follow(client: httpx.AsyncClient, req: FetchRequest, limits: Limits,
                 if str(url) in seen:
                     raise _Stop(REDIRECT, f"redirect loop at {str(url)[:200]}")
                 seen.add(str(url))
+                await _drain(resp)
                 continue
             return await _answer(resp, limits, permanent and len(seen) > 1)
     raise _Stop(REDIRECT, f"more than {limits.max_redirects} redirects")
@@ -200,6 +206,8 @@ async def _answer(resp: httpx.Response, limits: Limits, permanent: bool) -> Fetc
         "content_type": resp.headers.get("content-type"),
         "fresh_for": freshness(resp.headers),
     }
+    if resp.status_code >= 300:
+        await _drain(resp)
     if resp.status_code == 304:
         return FetchResult(NOT_MODIFIED, **common)
     if resp.status_code >= 300:
@@ -220,6 +228,23 @@ async def _answer(resp: httpx.Response, limits: Limits, permanent: bool) -> Fetc
         return FetchResult(stop.outcome, error=str(stop), **common)
     return FetchResult(OK, body=body, body_hash=hashlib.sha256(body).hexdigest(),
                        downloaded=downloaded, **common)
+
+
+async def _drain(resp: httpx.Response) -> None:
+    """Read a small unused body to its end, so the connection goes back to the pool.
+
+    httpcore keeps a connection only when the answer was read completely; a 304
+    left unread costs the site a new TCP (and TLS) handshake on the next poll.
+    A body larger than DRAIN_BYTES, or slower than DRAIN_SECONDS, is abandoned and
+    its connection closed; the answer's status stands either way.
+    """
+    read = 0
+    with contextlib.suppress(TimeoutError, httpx.HTTPError, OSError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for raw in resp.aiter_raw():
+                read += len(raw)
+                if read > DRAIN_BYTES:
+                    return
 
 
 async def _read(resp: httpx.Response, limits: Limits) -> tuple[bytes, int]:

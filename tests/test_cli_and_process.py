@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from monitor.db.models import Alert, Feed
 from monitor.demo.render import Item, rss
+from monitor.demo.run import SAMPLE
+from monitor.demo.server import DemoFeedServer, load_outlets
 from tests.helpers import ROOT, Proc, count, query, sigterm, wait_until, write_config
 from tests.servers import Reply, Server
 
@@ -118,3 +122,17 @@ def test_demo_shows_stories_and_alerts(tmp_path: Path) -> None:
     assert "[ALERT] HIGH Energy infrastructure strike reported after a ceasefire" in out
     assert "[UPDATE]" in out
     assert "5 sources: " in out
+    assert "Summary: 4 stories reported by two or more outlets" in out
+
+
+def test_demo_news_is_dated_as_if_it_had_just_happened() -> None:
+    """Clustering forgets stories older than its window, measured from now."""
+    outlets = load_outlets(SAMPLE)
+    server = DemoFeedServer(outlets)
+    before = sorted(it.published for o in outlets for _, it in o.items if it.published)
+    after = sorted(it.published for o in server.outlets.values() for _, it in o.items
+                   if it.published)
+    assert abs((after[-1] - datetime.now(UTC)).total_seconds()) < 60
+    assert [b - a for a, b in itertools.pairwise(after)] == [
+        b - a for a, b in itertools.pairwise(before)]
+    server.httpd.server_close()

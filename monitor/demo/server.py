@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,10 +44,21 @@ def load_outlets(path: Path) -> list[Outlet]:
 
 
 class DemoFeedServer:
-    """Serves `/feeds/<slug>` on 127.0.0.1; `speed` compresses the item timeline."""
+    """Serves `/feeds/<slug>` on 127.0.0.1; `speed` compresses the item timeline.
+
+    The sample news carries dates of its own; they are moved as a whole so the
+    latest is the demo's start. Spacing between reports (hours within a story,
+    days between events) is kept, and the news is recent, as a live feed's is:
+    a story window measured from today would otherwise have closed long ago.
+    """
 
     def __init__(self, outlets: list[Outlet], speed: float = 1.0) -> None:
-        self.outlets = {o.slug: o for o in outlets}
+        latest = max((it.published for o in outlets for _, it in o.items if it.published),
+                     default=None)
+        shift = datetime.now(UTC) - latest if latest else None
+        self.outlets = {o.slug: replace(o, items=[
+            (off, replace(it, published=it.published + shift)
+             if shift and it.published else it) for off, it in o.items]) for o in outlets}
         self.speed = speed
         self.started = time.monotonic()
         self.requests = 0

@@ -103,7 +103,7 @@ def _tree(data: bytes) -> tuple[ET.Element, str | None]:
     parser.close()
     root: ET.Element | None = None
     version_ns = None
-    for event, value in parser.read_events():
+    for _event, value in parser.read_events():
         if isinstance(value, ET.Element):
             root = root if root is not None else value
             continue

@@ -45,5 +45,5 @@ def struct_time(struct: Any) -> datetime | None:
 
 
 def ttl_seconds(ttl: Any) -> float | None:
-    """RSS `<ttl>` (minutes) in seconds, when it is a plain number."""
-    return float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdigit() else None
+    """RSS `<ttl>` (minutes) in seconds, when it is a plain number (not "²": isdigit is too loose)."""
+    return float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdecimal() else None

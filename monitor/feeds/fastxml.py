@@ -98,12 +98,13 @@ def _utf8_like_feedparser(body: bytes) -> bytes | None:
 
 def _tree(data: bytes) -> tuple[ET.Element, str | None]:
     """The root element and the first namespace that sets feedparser's version."""
-    parser = ET.XMLPullParser(events=("start-ns", "start"))
+    parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "start"))
     parser.feed(data)
     parser.close()
     root: ET.Element | None = None
     version_ns = None
-    for _event, value in parser.read_events():
+    events: Any = parser.read_events()
+    for _event, value in events:
         if isinstance(value, ET.Element):
             root = root if root is not None else value
             continue

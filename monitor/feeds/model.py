@@ -45,5 +45,5 @@ def struct_time(struct: Any) -> datetime | None:
 
 
 def ttl_seconds(ttl: Any) -> float | None:
-    """RSS `<ttl>` (minutes) in seconds, when it is a plain number (not "²": isdigit is too loose)."""
+    """RSS `<ttl>` (minutes) in seconds, when it is a plain number ("²" is a digit, not decimal)."""
     return float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdecimal() else None

@@ -119,7 +119,8 @@ TEXTS = st.lists(st.sampled_from([
     "&lt;a href='javascript:x'&gt;y&lt;/a&gt;", "\u00a0nb\u00a0", "&#x2019;", " > ",
     "http://x.example///y?a=1&amp;b=2", "&lt;p&gt;para&lt;/p&gt;", "\u65e5\u672c",
     "user@example.com (Ann)", "&lt;unknowntag&gt;x&lt;/unknowntag&gt;", "&amp;copy;",
-    "&lt;br/&gt;", "<!-- c -->", "\t\n",
+    "&lt;br/&gt;", "<!-- c -->", "\t\n", "&#133;&#x9d;", "x]]&gt;y", "&#xe9;",
+    "&lt;img src=x onerror=y&gt;", "&lt;p&gt;unclosed",
 ]), max_size=4).map("".join)
 DATES = st.sampled_from(["Thu, 01 Jan 2026 10:00:00 GMT", "2026-01-01T10:00:00Z",
                          "2026-01-01T10:00:00+02:00", "garbage", "", "2026-13-45",
@@ -144,6 +145,10 @@ RSS_ITEM_PARTS = st.one_of(
     st.just("<comments>c</comments>"), st.just("<enclosure url='u' type='audio/mpeg'/>"),
     st.just("<source url='https://s.example/'>Src</source>"), st.just("<foo>bar</foo>"),
     st.just("<media:title>m</media:title>"),
+    st.just("<dc2:creator xmlns:dc2='http://purl.org/dc/elements/1.1/'>x</dc2:creator>"),
+    st.sampled_from(["<Title>T</Title>", "<title xml:lang='de'>x</title>",
+                     "<description type='text/plain'>x</description>", "<link base='/b'>l</link>",
+                     "<guid ISPERMALINK='false'>g</guid>", "<title><b>x</b></title>"]),
 )
 RSS_CHANNEL_PARTS = st.one_of(
     TEXTS.map(lambda t: el("title", t)), TEXTS.map(lambda t: el("language", t)),

@@ -247,7 +247,7 @@ class _Feed:
 
 
 def _attrs(el: ET.Element, allowed: tuple[str, ...]) -> ET.Element:
-    if any(k not in allowed for k in el.attrib):
+    if el.attrib and any(k not in allowed for k in el.attrib):
         raise _Decline(f"unexpected attributes on {el.tag}")
     return el
 
@@ -275,12 +275,28 @@ _LEAF_ATTRS = {"category": ("domain",), "enclosure": ("url", "length", "type"),
                "cloud": ("domain", "port", "path", "registerProcedure", "protocol")}
 
 
+def _item_kinds(ns: str, ignored: set[str]) -> dict[str, str]:
+    """Item element -> the feedparser handler family it goes to."""
+    kinds = {f"{ns}{local}": kind for local, kind in (
+        ("title", "title"), ("link", "link"), ("description", "description"),
+        ("author", "author"), ("category", "category"), ("pubDate", "published"),
+        ("language", "language"))}
+    kinds.update({f"{_DC}title": "title", f"{_DC}description": "description",
+                  f"{_CONTENT}encoded": "content", f"{_DC}creator": "author",
+                  f"{_DC}author": "author", f"{_DC}subject": "category",
+                  f"{_DCTERMS}issued": "published", f"{_DC}date": "updated",
+                  f"{_DCTERMS}modified": "updated", f"{_DC}language": "language"})
+    kinds.update((tag, "ignored") for tag in ignored)
+    return kinds
+
+
 class _Rss(_Feed):
     """RSS 0.9x/2.0: `<rss><channel>` with the items inside the channel, no namespace."""
 
     ns = ""
     channel_ignored = _CHANNEL_NS_IGNORED | _CHANNEL_RSS_IGNORED | {"category", "cloud"}
-    item_ignored = _ITEM_IGNORED | {"comments", "enclosure", "source"}
+    item_kinds = _item_kinds("", _ITEM_IGNORED | {"comments", "enclosure", "source"}) | {
+        "guid": "guid"}
 
     def feed(self) -> ParsedFeed:
         self.root_language(("version",))
@@ -327,50 +343,43 @@ class _Rss(_Feed):
                               depth + 1)
 
     def item(self, el: ET.Element, depth: int, about: str | None = None) -> None:
-        ns = self.ns
         item = _Item(guid=about)
         self.title_depth = -1
+        kinds = self.item_kinds
         for child in el:
             tag = child.tag
-            if tag in (f"{ns}title", f"{_DC}title"):
-                item.once("title")
-                title = _text(_leaf(child), guess=True)
-                item.title = title if self.title_at(title, depth + 1) else item.title
-            elif tag == f"{ns}link":
-                item.once("link")
-                link = _text(_leaf(child), uri=True).replace("&amp;", "&")
-                item.link = _LINK_ENTITY.sub(r"&\g<1>", link)
-            elif tag in (f"{ns}description", f"{_DC}description"):
-                item.once("description")
-                item.summary = _text(_leaf(child), html=True)
-            elif tag == f"{_CONTENT}encoded":
-                item.once("content")
-                item.content = _text(_leaf(child), html=True)
-                item.summary = item.summary if item.summary is not None else item.content
-            elif tag in (f"{ns}author", f"{_DC}creator", f"{_DC}author"):
-                item.once("author")
-                item.author = _text(_leaf(child))
-            elif tag in (f"{ns}category", f"{_DC}subject"):
+            kind = kinds.get(tag)
+            if kind is None:
+                raise _Decline(f"unmapped item element {tag}")
+            if kind == "category":
                 _leaf(child, ("domain",) if tag == "category" else ())
                 item.category(child, None, child.get("domain"), None)
-            elif tag in (f"{ns}pubDate", f"{_DCTERMS}issued"):
-                item.once("published")
-                item.date(child, published=True)
-            elif tag in (f"{_DC}date", f"{_DCTERMS}modified"):
-                item.once("updated")
-                item.date(child, published=False)
-            elif tag in (f"{ns}language", f"{_DC}language"):
-                item.once("language")
-                item.language = _text(_leaf(child))
-            elif tag == "guid" and not ns:
-                item.once("guid")
-                self.guid(item, child)
-            elif tag in self.item_ignored:
+                continue
+            if kind == "ignored":
                 _leaf(child, _LEAF_ATTRS.get(tag, ()))
                 if tag == "source":
                     self.title_depth = -1
+                continue
+            item.once(kind)
+            if kind == "guid":
+                self.guid(item, child)
+            elif kind in ("published", "updated"):
+                item.date(child, published=kind == "published")
+            elif kind == "title":
+                title = _text(_leaf(child), guess=True)
+                item.title = title if self.title_at(title, depth + 1) else item.title
+            elif kind == "link":
+                link = _text(_leaf(child), uri=True).replace("&amp;", "&")
+                item.link = _LINK_ENTITY.sub(r"&\g<1>", link)
+            elif kind == "description":
+                item.summary = _text(_leaf(child), html=True)
+            elif kind == "content":
+                item.content = _text(_leaf(child), html=True)
+                item.summary = item.summary if item.summary is not None else item.content
+            elif kind == "author":
+                item.author = _text(_leaf(child))
             else:
-                raise _Decline(f"unmapped item element {tag}")
+                item.language = _text(_leaf(child))
         self.items.append(item)
 
     @staticmethod
@@ -389,7 +398,7 @@ class _Rdf(_Rss):
 
     ns = f"{{{_RSS10}}}"
     channel_ignored = _CHANNEL_NS_IGNORED | {f"{ns}link", f"{ns}description"}
-    item_ignored = _ITEM_IGNORED
+    item_kinds = _item_kinds(ns, _ITEM_IGNORED)
 
     def feed(self) -> ParsedFeed:
         _attrs(self.root, (_XML_LANG,))  # feedparser ignores xml:lang on rdf:RDF

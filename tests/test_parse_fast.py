@@ -57,6 +57,30 @@ def test_fixture_feeds_take_the_fast_path_faithfully(body: bytes) -> None:
     assert_faithful(body, must_take=True)
 
 
+RDF_HEAD = ("<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "
+            "xmlns='http://purl.org/rss/1.0/' xmlns:dc='http://purl.org/dc/elements/1.1/' "
+            "xml:lang='de'>")
+
+
+@pytest.mark.parametrize("doc", [
+    RDF_HEAD + "<channel><title>C</title><dc:language>fr</dc:language><item><title>in</title>"
+    "</item></channel><item><title>T</title></item></rdf:RDF>",
+    RDF_HEAD + "<item><title>first</title></item><channel><title>dropped</title></channel>"
+    "</rdf:RDF>",
+    RDF_HEAD + "<image><title>img</title></image><channel><title>dropped</title></channel>"
+    "</rdf:RDF>",
+    "<rss version='2.0' xml:lang='en'><channel><image><title>i</title><url>u</url></image>"
+    "<title>T</title><item><title>x</title></item></channel></rss>",
+    "<feed xmlns='http://www.w3.org/2005/Atom'><entry><title>e</title></entry><title>late</title>"
+    "</feed>",
+], ids=["rdf-items-in-channel", "rdf-title-after-item", "rdf-title-after-image",
+        "rss-image-first", "atom-title-last"])
+def test_feedparser_title_and_language_quirks_are_kept(doc: str) -> None:
+    """feedparser drops a feed title met after a title at the same depth, ignores
+    xml:lang on rdf:RDF, and so on: the fast path does the same."""
+    assert_faithful(doc.encode(), must_take=True)
+
+
 def test_bench_feed_takes_the_fast_path_faithfully(tmp_path: Path) -> None:
     body = bench_feed(tmp_path)
     assert_faithful(body, must_take=True)
@@ -187,8 +211,9 @@ def rdf_docs(draw: st.DrawFn) -> bytes:
     parts = [el("item", "".join(i), a) for i, a in zip(items, abouts, strict=True)]
     at = draw(st.integers(0, len(parts)))
     body = "".join(parts[:at]) + channel + "".join(parts[at:])
+    lang = draw(st.sampled_from(["", " xml:lang='en'"]))
     return (f"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "
-            f"xmlns='http://purl.org/rss/1.0/' {NS.replace('xmlns:atom', 'xmlns:a')}>"
+            f"xmlns='http://purl.org/rss/1.0/' {NS.replace('xmlns:atom', 'xmlns:a')}{lang}>"
             f"{body}</rdf:RDF>").encode()
 
 

@@ -405,11 +405,11 @@ class _Rdf(_Rss):
         for el in self.root:
             if el.tag == f"{self.ns}channel":
                 self.once("channel")
-                self.channel(_attrs(el, (_ABOUT,)), 1)
+                self.channel(_attrs(el, (_ABOUT,)), 2)
             elif el.tag == f"{self.ns}item":
-                self.item(_attrs(el, (_ABOUT,)), 1, el.get(_ABOUT) or None)
+                self.item(_attrs(el, (_ABOUT,)), 2, el.get(_ABOUT) or None)
             elif el.tag == f"{self.ns}image":
-                self.image(_attrs(el, (_ABOUT,)), 1, in_feed=False)
+                self.image(_attrs(el, (_ABOUT,)), 2, in_feed=False)
             else:
                 raise _Decline(f"unmapped element {el.tag}")
         return self.done()

@@ -47,12 +47,40 @@ DEMO_ITEMS = [Item("g-1", "Caf\u00e9 & <b>bar</b>", "One para.\n\nTwo & <three>"
               Item("g-2", "Plain", "Text", None, None)]
 
 
-@pytest.mark.parametrize("body", [hostile.RSS_091, hostile.RSS_092, hostile.RSS_10,
+BLOG_RSS = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"
+ xmlns:content="http://purl.org/rss/1.0/modules/content/"
+ xmlns:wfw="http://wellformedweb.org/commentAPI/" xmlns:dc="http://purl.org/dc/elements/1.1/"
+ xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"
+ xmlns:slash="http://purl.org/rss/1.0/modules/slash/" xmlns:media="http://search.yahoo.com/mrss/">
+<channel><title>A blog &#8211; news</title>
+<atom:link href="https://b.example/feed/" rel="self" type="application/rss+xml" />
+<link>https://b.example</link><description>Notes</description>
+<lastBuildDate>Fri, 20 Nov 2026 09:12:44 +0000</lastBuildDate><language>en-US</language>
+<sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>1</sy:updateFrequency>
+<generator>https://wordpress.org/?v=6.4</generator>
+<image><url>https://b.example/i.png</url><title>A blog</title><link>https://b.example</link>
+<width>32</width><height>32</height></image>
+<item><title>Cafés &amp; bars: &#8220;quoted&#8221;</title>
+<link>https://b.example/2026/11/cafes/?utm_source=rss&amp;utm_medium=rss</link>
+<comments>https://b.example/2026/11/cafes/#respond</comments>
+<dc:creator><![CDATA[Ann Example]]></dc:creator><pubDate>Fri, 20 Nov 2026 09:12:44 +0000</pubDate>
+<category><![CDATA[News]]></category><category><![CDATA[Cafés]]></category>
+<guid isPermaLink="false">https://b.example/?p=123</guid>
+<description><![CDATA[<p>Short &hellip; <a href="https://b.example/x">more</a></p>]]></description>
+<content:encoded><![CDATA[<p>Long <b>text</b><script>x()</script> &amp; more.</p>
+<img src="https://b.example/i.jpg" onerror="x()" />]]></content:encoded>
+<wfw:commentRss>https://b.example/2026/11/cafes/feed/</wfw:commentRss>
+<slash:comments>3</slash:comments>
+<media:thumbnail url="https://b.example/t.jpg" width="240" height="135"/></item>
+</channel></rss>""".encode()
+
+
+@pytest.mark.parametrize("body", [BLOG_RSS, hostile.RSS_091, hostile.RSS_092, hostile.RSS_10,
                                   hostile.RSS_20, hostile.ATOM_10,
                                   rss("Demo", "https://d.example/", DEMO_ITEMS),
                                   atom("Demo", "https://d.example/", DEMO_ITEMS)],
-                         ids=["rss0.91", "rss0.92", "rss1.0", "rss2.0", "atom1.0", "demo-rss",
-                              "demo-atom"])
+                         ids=["blog", "rss0.91", "rss0.92", "rss1.0", "rss2.0", "atom1.0",
+                              "demo-rss", "demo-atom"])
 def test_fixture_feeds_take_the_fast_path_faithfully(body: bytes) -> None:
     assert_faithful(body, must_take=True)
 
@@ -169,6 +197,11 @@ RSS_ITEM_PARTS = st.one_of(
     st.just("<comments>c</comments>"), st.just("<enclosure url='u' type='audio/mpeg'/>"),
     st.just("<source url='https://s.example/'>Src</source>"), st.just("<foo>bar</foo>"),
     st.just("<media:title>m</media:title>"),
+    st.sampled_from(["<media:thumbnail url='https://i.example/t.jpg' width='240'/>",
+                     "<media:content url='https://i.example/v.mp4' medium='video'/>",
+                     "<media:thumbnail url=' '>text</media:thumbnail>",
+                     "<media:content url='u'><media:title>t</media:title></media:content>",
+                     "<media:content url='u' lang='de'/>"]),
     st.just("<dc2:creator xmlns:dc2='http://purl.org/dc/elements/1.1/'>x</dc2:creator>"),
     st.sampled_from(["<Title>T</Title>", "<title xml:lang='de'>x</title>",
                      "<description type='text/plain'>x</description>", "<link base='/b'>l</link>",

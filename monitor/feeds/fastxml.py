@@ -265,14 +265,22 @@ _CHANNEL_NS_IGNORED = {f"{_DC}rights", f"{_DC}publisher", f"{_DC}creator", f"{_D
 """Channel elements feedparser files away without effect on the fields we keep."""
 _CHANNEL_RSS_IGNORED = {"link", "description", "generator", "docs", "copyright", "pubDate",
                         "lastBuildDate", "managingEditor", "webMaster", "rating"}
+_MEDIA = ("{http://search.yahoo.com/mrss/}", "{http://search.yahoo.com/mrss}")
+_MEDIA_ATTRS = ("url", "width", "height", "time", "type", "medium", "fileSize", "duration",
+                "isDefault", "expression", "bitrate")
 _ITEM_IGNORED = {"{http://wellformedweb.org/commentAPI/}commentRss",
                  "{http://purl.org/rss/1.0/modules/slash/}comments",
-                 "{http://rssnamespace.org/feedburner/ext/1.0}origLink"}
+                 "{http://rssnamespace.org/feedburner/ext/1.0}origLink",
+                 *(f"{m}{local}" for m in _MEDIA for local in ("thumbnail", "content"))}
+"""Item elements feedparser files away (media ones as attribute dicts) without effect on
+the fields we keep; media:content with children (titles, descriptions) is not one."""
 _IMAGE_CHILDREN = ("title", "url", "link", "width", "height", "description")
 _LEAF_ATTRS = {"category": ("domain",), "enclosure": ("url", "length", "type"),
                "source": ("url",), f"{{{_ATOM}}}link": ("href", "rel", "type", "title",
                                                      "hreflang", "length"),
-               "cloud": ("domain", "port", "path", "registerProcedure", "protocol")}
+               "cloud": ("domain", "port", "path", "registerProcedure", "protocol"),
+               **{f"{m}{local}": _MEDIA_ATTRS for m in _MEDIA
+                  for local in ("thumbnail", "content")}}
 
 
 def _item_kinds(ns: str, ignored: set[str]) -> dict[str, str]:

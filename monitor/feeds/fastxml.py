@@ -325,7 +325,7 @@ class _Rss(_Feed):
             elif tag in (f"{ns}language", f"{_DC}language"):
                 self.once("language")
                 self.language = _text(_leaf(el))
-            elif tag == f"{ns}ttl" and not ns:
+            elif tag == "ttl":
                 self.once("ttl")
                 self.ttl = _text(_leaf(el))
             elif tag == f"{ns}image" and len(el):

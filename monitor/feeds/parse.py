@@ -1,4 +1,5 @@
-"""Turn a fetched body into plain entries: RSS/Atom via feedparser, JSON Feed by hand.
+"""Turn a fetched body into plain entries: RSS/Atom via feedparser (well-formed common
+feeds via its faithful fast path, `fastxml`), JSON Feed by hand.
 
 feedparser does not read JSON Feed, and it happily "parses" an HTML page or
 garbage into zero entries; both are told apart here so a broken feed is an

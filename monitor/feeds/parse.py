@@ -1,4 +1,5 @@
-"""Turn a fetched body into plain entries: RSS/Atom via feedparser, JSON Feed by hand.
+"""Turn a fetched body into plain entries: RSS/Atom via feedparser (well-formed common
+feeds via its faithful fast path, `fastxml`), JSON Feed by hand.
 
 feedparser does not read JSON Feed, and it happily "parses" an HTML page or
 garbage into zero entries; both are told apart here so a broken feed is an
@@ -7,44 +8,21 @@ error the operator sees, not a silent quiet feed.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
 
+from monitor.feeds import fastxml
+from monitor.feeds.model import FeedParseError, ParsedFeed, RawEntry, struct_time, ttl_seconds
+
+__all__ = ["FeedParseError", "ParsedFeed", "RawEntry", "parse"]
+
 _PROLOG_LIMIT = 1 << 20
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.DOTALL)
 _DOCTYPE_PLAIN = re.compile(rb"<!DOCTYPE[^\[>]*>")
-
-
-class FeedParseError(Exception):
-    """The body is not a feed we can read."""
-
-
-@dataclass(frozen=True)
-class RawEntry:
-    guid: str | None
-    link: str | None
-    title: str
-    summary: str | None
-    content: str | None
-    author: str | None = None
-    published: datetime | None = None
-    updated: datetime | None = None
-    tags: tuple[str, ...] = ()
-    language: str | None = None
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    title: str | None
-    entries: list[RawEntry] = field(default_factory=list)
-    ttl_seconds: float | None = None
-    language: str | None = None
 
 
 def parse(body: bytes, content_type: str | None = None) -> ParsedFeed:
@@ -53,15 +31,6 @@ def parse(body: bytes, content_type: str | None = None) -> ParsedFeed:
     if head in (b"{", b"[") or (content_type and "json" in content_type.lower()):
         return _parse_json_feed(body)
     return _parse_xml(body)
-
-
-def _time(struct: Any) -> datetime | None:
-    if not struct:
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(struct), UTC)
-    except (OverflowError, ValueError, TypeError):
-        return None
 
 
 def _defuse(body: bytes) -> bytes:
@@ -86,6 +55,11 @@ def _parse_xml(body: bytes) -> ParsedFeed:
     if not body.strip():
         raise FeedParseError("empty body")
     body = _defuse(body)
+    return fastxml.read(body) or _parse_with_feedparser(body)
+
+
+def _parse_with_feedparser(body: bytes) -> ParsedFeed:
+    """The general path: any RSS/Atom/RDF dialect, broken XML, odd encodings."""
     # Never let feedparser fetch anything itself: we hand it bytes only.
     doc = feedparser.parse(body, sanitize_html=True, resolve_relative_uris=False)
     version = doc.get("version") or ""
@@ -95,10 +69,8 @@ def _parse_xml(body: bytes) -> ParsedFeed:
                              else "not a feed (no RSS, Atom or RDF root element)")
     feed = doc.get("feed", {})
     entries = [_xml_entry(e, feed.get("language")) for e in doc.entries]
-    ttl = feed.get("ttl")
-    ttl_seconds = float(ttl) * 60 if isinstance(ttl, str) and ttl.strip().isdigit() else None
-    return ParsedFeed(title=feed.get("title"), entries=entries, ttl_seconds=ttl_seconds,
-                      language=feed.get("language"))
+    return ParsedFeed(title=feed.get("title"), entries=entries,
+                      ttl_seconds=ttl_seconds(feed.get("ttl")), language=feed.get("language"))
 
 
 def _xml_entry(e: Any, feed_language: str | None) -> RawEntry:
@@ -113,8 +85,8 @@ def _xml_entry(e: Any, feed_language: str | None) -> RawEntry:
         summary=e.get("summary") or None,
         content=content or None,
         author=e.get("author") or None,
-        published=_time(e.get("published_parsed")),
-        updated=_time(e.get("updated_parsed")),
+        published=struct_time(e.get("published_parsed")),
+        updated=struct_time(e.get("updated_parsed")),
         tags=tags,
         language=e.get("language") or feed_language,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import socket
 import subprocess
@@ -121,7 +122,9 @@ def test_demo_shows_stories_and_alerts(tmp_path: Path) -> None:
     assert "new story #" in out
     assert "[ALERT] HIGH Energy infrastructure strike reported after a ceasefire" in out
     assert "[UPDATE]" in out
-    assert "5 sources: " in out
+    # The energy strike: five outlets; the local-angle Kresk report scores at the
+    # threshold (0.14-0.17 by arrival order), so it may or may not join.
+    assert re.search(r"[45] sources: .*(energy|power|Morvath)", out)
     assert "Summary: 4 stories reported by two or more outlets" in out
 
 

@@ -26,7 +26,7 @@ from monitor import metrics
 from monitor.daemon import Daemon
 from monitor.db import queries
 from monitor.db.engine import make_engine, session_factory, upgrade
-from monitor.db.models import Alert, StoryMember
+from monitor.db.models import Alert, Entry, StoryMember
 from monitor.feeds import fetch
 from monitor.feeds.parse import ParsedFeed, RawEntry
 from monitor.feeds.schedule import Policy
@@ -57,6 +57,22 @@ def stuck(fd):
     time.sleep(60)
 snapshot.os.fsync = stuck
 snapshot.write(path, index, replace(header, member=header.member + 1000))
+"""
+
+PROBE_IN_ANOTHER_PROCESS = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from monitor.db.engine import make_engine, session_factory
+from monitor.rules.engine import RuleSet
+from monitor.rules.live import RuleRunner
+from monitor.stories.cluster import Doc, StoryIndex
+from monitor.storystage import StoryStage
+stage = StoryStage(session_factory(make_engine(sys.argv[1])), StoryIndex(timedelta(hours=72)),
+                   RuleRunner(lambda: RuleSet(()), list, list))
+stage.restore(Path(sys.argv[2]), datetime.now(UTC))
+doc = Doc(10**6, "Elsewhere", "Unrelated words entirely", "", datetime.now(UTC), sys.argv[3])
+print(stage.index.assign(stage.index.features(doc)).reason)
 """
 
 
@@ -278,6 +294,16 @@ def test_sigkill_while_saving_leaves_the_previous_snapshot(saved: tuple[Db, Path
     assert path.read_bytes() == before
     stage = db.stage()
     assert stage.restore(path, NOW) == 0 and stage.ready
+
+
+def test_exact_keys_still_match_in_another_process(saved: tuple[Db, Path]) -> None:
+    """String hashes differ between processes; the saved exact keys must not."""
+    db, path = saved
+    guid = query(db.url, select(Entry.guid).order_by(Entry.id).limit(1))[0][0]
+    out = subprocess.run([sys.executable, "-c", PROBE_IN_ANOTHER_PROCESS, db.url, str(path),
+                          guid], capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert out.stdout.strip() == "exact_guid"
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -180,7 +180,7 @@ def write(path: Path, index: cluster.StoryIndex, header: Header) -> int:
     """Save atomically (temporary file, fsync, rename, fsync the directory); returns bytes."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             out = _Hashing(f)
             out.write(MAGIC)
             out.write(json.dumps(asdict(header), sort_keys=True).encode() + b"\n")
@@ -241,6 +241,9 @@ def read(path: Path, check: Callable[[Header], None],
     Stopped when `pace` says so). The digest is checked before the index is returned.
     """
     with path.open("rb") as raw:
+        st = os.fstat(raw.fileno())
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise Refused("the file is not the service user's alone (owner or mode)")
         f = _Hashing(raw, pace)
         header = read_header(f)  # type: ignore[arg-type]
         check(header)

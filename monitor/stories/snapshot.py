@@ -281,6 +281,7 @@ def _child(path: Path, index: cluster.StoryIndex, header: Header, pipe: int) -> 
     code, result = 1, "error: interrupted"
     try:
         gc.disable()  # the collector would touch (and copy) every page of the index
+        os.nice(10)  # background work: polling, in the parent, comes first
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)

@@ -12,10 +12,11 @@ the daemon's event loop only pauses for the fork itself.
 Loading refuses anything unexpected (`Refused`) and the caller rebuilds from the
 database instead. The whole index is pickled, whatever its fields, so its
 layout can change without touching this module (`built_with` then no longer
-matches, see `code_digest`). Unpickling only constructs the classes of
-`ALLOWED` (the index's own and a few standard containers): a tampered file can
-at worst fail to load or fail the digest, it cannot run code. The file lives in
-the service's private state directory, written by the service user.
+matches, see `code_digest`). Unpickling only constructs the classes defined
+in `monitor.stories` and those of `ALLOWED` (standard containers and values):
+a tampered file can at worst fail to load or fail the digest, it cannot run
+code. The file lives in the service's state directory, written by the service
+user with mode 0600; `read` refuses one that another user could have written.
 """
 
 from __future__ import annotations
@@ -49,18 +50,18 @@ MAX_HEADER = 64 << 10
 NAME = "story-index.snapshot"
 """The file's name in the state directory."""
 
+OWN = "monitor.stories."
+"""Classes defined in these modules may be constructed: the index and its parts."""
 ALLOWED = {
-    ("monitor.stories.cluster", name) for name in dir(cluster)
-    if isinstance(getattr(cluster, name), type) and getattr(cluster, name).__module__ ==
-    cluster.__name__} | {
-    ("builtins", "frozenset"), ("builtins", "set"), ("builtins", "bytearray"),
+    ("builtins", name) for name in ("object", "set", "frozenset", "bytearray", "list", "dict",
+                                    "tuple", "int", "float", "str", "bytes")} | {
     ("collections", "deque"), ("collections", "Counter"), ("collections", "OrderedDict"),
-    ("array", "array"), ("array", "_array_reconstructor"),
+    ("collections", "defaultdict"), ("array", "array"), ("array", "_array_reconstructor"),
     ("datetime", "datetime"), ("datetime", "timedelta"), ("datetime", "timezone"),
-    ("zoneinfo", "ZoneInfo"),
-    ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("zoneinfo", "ZoneInfo"), ("copyreg", "_reconstructor"),
 }
-"""(module, name) pairs the loader may construct: the index's classes and plain containers."""
+"""Besides OWN's classes, the (module, name) pairs the loader may construct: plain
+containers and values, whatever layout the index takes."""
 
 Pace = Callable[[float], bool]
 """Told the seconds spent since its last call; returns False to stop the load."""
@@ -171,9 +172,13 @@ rebuilt from its key instead, so the loader's allow-list needs no `getattr`."""
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ALLOWED:
-            raise Refused(f"the file names {module}.{name}, which a story index never holds")
-        return super().find_class(module, name)
+        if (module, name) in ALLOWED:
+            return super().find_class(module, name)
+        if module.startswith(OWN):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
+        raise Refused(f"the file names {module}.{name}, which a story index never holds")
 
 
 def write(path: Path, index: cluster.StoryIndex, header: Header) -> int:

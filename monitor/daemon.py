@@ -472,8 +472,7 @@ class Daemon:
 
     async def _save_at_stop(self) -> None:
         """Save once more after the last batch, within what is left of the stop grace."""
-        if self._saving:
-            await self._finish_save()
+        await self._finish_save()
         await self._save_index()
         await self._finish_save()
 

@@ -110,13 +110,17 @@ class StoryStage:
 
         Raises `snapshot.Refused` (or OSError) when the file is damaged, or was
         saved with other settings or code or for another database (or another
-        history of this one: its newest member must still be there, unchanged);
-        the caller then rebuilds. Returns the members replayed, or None when stopped.
+        history of this one: its newest member must still be there, unchanged),
+        or longer ago than the window; the caller then rebuilds. Returns the
+        members replayed, or None when stopped.
         """
         expected = snapshot.built_with(self.index)
+        oldest = now - self.index.window
         with self.sessions() as session:
             def check(header: snapshot.Header) -> None:
                 why = snapshot.mismatch(header, expected)
+                if why is None and datetime.fromisoformat(header.saved_at) < oldest:
+                    why = "saved longer ago than the window: rebuilding replays less"
                 if why is None and header.database != queries.database_id(session):
                     why = "saved for another database"
                 if why is None and header.member and queries.member_ids(

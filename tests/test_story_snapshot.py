@@ -281,7 +281,7 @@ def test_a_snapshot_of_another_database_or_history_is_refused(
         db.stage().restore(path, NOW)
 
 
-def test_a_snapshot_built_with_other_settings_is_refused(
+def test_a_snapshot_built_with_other_settings_or_too_old_is_refused(
         saved: tuple[Db, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     db, path = saved
     for index, why in ((StoryIndex(timedelta(hours=24)), "window"),
@@ -290,6 +290,8 @@ def test_a_snapshot_built_with_other_settings_is_refused(
         stage.index = index
         with pytest.raises(snapshot.Refused, match=why):
             stage.restore(path, NOW)
+    with pytest.raises(snapshot.Refused, match="longer ago than the window"):
+        db.stage().restore(path, NOW + WINDOW + timedelta(minutes=1))
     monkeypatch.setattr(cluster, "DOC_TERMS", cluster.DOC_TERMS + 1)
     with pytest.raises(snapshot.Refused, match="DOC_TERMS"):
         db.stage().restore(path, NOW)

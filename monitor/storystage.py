@@ -15,6 +15,7 @@ first replay what the others added (see docs/scaleout.md).
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ class StoryStage:
 
     def _install(self, index: StoryIndex, seen_member: int) -> None:
         self.index, self.seen_member, self.ready = index, seen_member, True
+        # The index is long-lived and acyclic: out of the collector's full passes, which
+        # would otherwise walk all of it holding the interpreter. Its objects are still
+        # freed by reference counting as they expire.
+        gc.freeze()
         metrics.OPEN_STORIES.set(index.open_stories)
 
     def snapshot_header(self, now: datetime) -> snapshot.Header:

@@ -252,12 +252,18 @@ def read(path: Path, check: Callable[[Header], None],
         f = _Hashing(raw, pace)
         header = read_header(f)  # type: ignore[arg-type]
         check(header)
+        collecting = gc.isenabled()
+        gc.disable()  # each pass over millions of young objects would hold the interpreter
         try:
             index = _Unpickler(f).load()
+            gc.freeze()  # nor walk them all once enabled again (see `StoryStage._install`)
         except (Refused, Stopped):
             raise
         except Exception as exc:  # truncated or corrupt: pickle raises many kinds
             raise Refused(f"damaged index ({type(exc).__name__}: {exc})") from None
+        finally:
+            if collecting:
+                gc.enable()
         expected = f.digest.digest()
         if raw.read(DIGEST + 1) != expected:
             raise Refused("damaged or truncated file (digest differs)")

@@ -68,6 +68,9 @@ REFILL = 8
 STORY_YIELD = 3.0
 """While polls are in flight the story stage pauses this many times as long as its last
 batch took, leaving most of the process (one interpreter lock) to fetching and storing."""
+SAVE_NICENESS = 10
+"""Priority of a periodic story index save below the daemon's (polls come first); the
+save at a stop, with nothing left to poll, runs at the daemon's own priority."""
 STORY_POLL = 1.0
 """Seconds between backlog checks when no store woke the story stage (other instances'
 entries, retries after an error)."""
@@ -422,7 +425,7 @@ class Daemon:
                 return "snapshot", n
         return "database", self.stage.rebuild(now, self._rebuild_pace)
 
-    async def _save_index(self) -> None:
+    async def _save_index(self, niceness: int = SAVE_NICENESS) -> None:
         """Start saving the index in a forked child, if it changed since the last save.
 
         Call only between batches (from the story task), so the child copies an
@@ -442,7 +445,7 @@ class Daemon:
             return
         started = time.perf_counter()
         try:
-            pid, pipe = snapshot.fork_write(path, self.stage.index, header)
+            pid, pipe = snapshot.fork_write(path, self.stage.index, header, niceness)
         except OSError:
             metrics.SNAPSHOT_SAVES.labels("error").inc()
             log.exception("could not start saving the story index")
@@ -473,7 +476,7 @@ class Daemon:
     async def _save_at_stop(self) -> None:
         """Save once more after the last batch, within what is left of the stop grace."""
         await self._finish_save()
-        await self._save_index()
+        await self._save_index(niceness=0)
         await self._finish_save()
 
     async def _finish_save(self) -> None:

@@ -272,27 +272,30 @@ def read(path: Path, check: Callable[[Header], None],
     return header, index
 
 
-def fork_write(path: Path, index: cluster.StoryIndex, header: Header) -> tuple[int, int]:
+def fork_write(path: Path, index: cluster.StoryIndex, header: Header,
+               niceness: int = 0) -> tuple[int, int]:
     """Write in a forked child; returns (pid, fd of a pipe that gets its result line).
 
     The child keeps only the pipe and standard streams: inherited sockets and
     lock files (the HTTP port, the SQLite instance lock) stay the parent's
     alone, so a child outliving a killed parent blocks no restart. It takes no
-    signal handlers of the parent's event loop and never returns to it.
+    signal handlers of the parent's event loop and never returns to it; `niceness`
+    lowers its priority (see `os.nice`).
     """
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(path, index, header, w)
+        _child(path, index, header, w, niceness)
     os.close(w)
     return pid, r
 
 
-def _child(path: Path, index: cluster.StoryIndex, header: Header, pipe: int) -> NoReturn:
+def _child(path: Path, index: cluster.StoryIndex, header: Header, pipe: int,
+           niceness: int) -> NoReturn:
     code, result = 1, "error: interrupted"
     try:
         gc.disable()  # the collector would touch (and copy) every page of the index
-        os.nice(10)  # background work: polling, in the parent, comes first
+        os.nice(niceness)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)

@@ -116,12 +116,16 @@ async def ticking(work: Callable[[], Awaitable[T]]) -> tuple[T, float, float, fl
     return result, max(gaps), time.perf_counter() - wall, time.process_time() - cpu
 
 
-async def save(path: Path, st: StoryStage, now: datetime) -> int:
-    """Save as the daemon does: fork, then wait for the child in a thread; returns bytes."""
-    pid, pipe = snapshot.fork_write(path, st.index, st.snapshot_header(now))
+async def save(path: Path, st: StoryStage, now: datetime) -> tuple[int, float]:
+    """Save as the daemon does: fork, then wait for the child in a thread; returns bytes
+    and the seconds the fork itself took (what the daemon reports as `paused_ms`)."""
+    header = st.snapshot_header(now)
+    started = time.perf_counter()
+    pid, pipe = snapshot.fork_write(path, st.index, header)
+    forked = time.perf_counter() - started
     ok, detail = await asyncio.to_thread(snapshot.child_result, pid, pipe)
     assert ok, detail
-    return int(detail)
+    return int(detail), forked
 
 
 def main() -> int:
@@ -141,9 +145,9 @@ def main() -> int:
               f"loop stalled at most {stall * 1000:.1f} ms; {st.index.open_stories} open stories",
               flush=True)
         path = Path(tmp) / snapshot.NAME
-        size, stall, wall, _ = asyncio.run(ticking(lambda: save(path, st, now)))
-        print(f"save: loop stalled at most {stall * 1000:.1f} ms; the child wrote "
-              f"{size / 1e6:.1f} MB in {wall:.1f} s", flush=True)
+        (size, forked), stall, wall, _ = asyncio.run(ticking(lambda: save(path, st, now)))
+        print(f"save: fork {forked * 1000:.1f} ms, loop stalled at most {stall * 1000:.1f} ms; "
+              f"the child wrote {size / 1e6:.1f} MB in {wall:.1f} s", flush=True)
         fresh = stage(url)
         n, stall, wall, cpu = asyncio.run(ticking(
             lambda: asyncio.to_thread(fresh.restore, path, now)))

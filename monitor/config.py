@@ -102,6 +102,10 @@ class StoriesConfig(_Model):
     window: Duration = 72 * 3600.0
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     """0 means "use the clusterer's own default"."""
+    snapshot: bool = True
+    """Save the story index in `state_dir` and load it at start instead of rebuilding."""
+    snapshot_interval: Duration = Field(default=600.0, gt=0)
+    """How often the index is saved while it changes (and once more at a clean stop)."""
 
 
 class _NotifierBase(_Model):

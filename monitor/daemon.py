@@ -52,6 +52,7 @@ from monitor.rules.engine import RuleSet
 from monitor.rules.live import RuleRunner
 from monitor.rules.schema import RuleErrors
 from monitor.sdnotify import Notifier as SdNotifier
+from monitor.stories import snapshot
 from monitor.stories.cluster import StoryIndex
 from monitor.storystage import StageReport, StoryStage
 from monitor.watchdog import Watchdog
@@ -67,6 +68,9 @@ REFILL = 8
 STORY_YIELD = 3.0
 """While polls are in flight the story stage pauses this many times as long as its last
 batch took, leaving most of the process (one interpreter lock) to fetching and storing."""
+SAVE_NICENESS = 10
+"""Priority of a periodic story index save below the daemon's (polls come first); the
+save at a stop, with nothing left to poll, runs at the daemon's own priority."""
 STORY_POLL = 1.0
 """Seconds between backlog checks when no store woke the story stage (other instances'
 entries, retries after an error)."""
@@ -137,6 +141,11 @@ class Daemon:
         self._story_error: str | None = None
         self._caught_up = False
         self._next_expiry = 0.0
+        self._next_save = time.monotonic() + settings.stories.snapshot_interval
+        self._saved_member = -1
+        """The newest member in the last snapshot saved (or loaded): nothing new, no save."""
+        self._saving: tuple[int, asyncio.Task[None]] | None = None
+        """The child process writing a snapshot, and the task waiting for it."""
 
     def _rules(self) -> RuleSet:
         return self.rules
@@ -360,18 +369,19 @@ class Daemon:
                 drained = False
             if self._polls_done.is_set() and (drained or time.monotonic() > self._story_deadline):
                 return
+            if drained and time.monotonic() >= self._next_save:
+                await self._save_index()
             if drained or self._story_error:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._story_wake.wait(), STORY_POLL)
             self._story_wake.clear()
 
     async def _rebuild_stories(self) -> bool:
-        """Load the index from the database; False when the daemon stopped meanwhile."""
+        """Load the index (snapshot, else database); False when the daemon stopped meanwhile."""
         started = time.monotonic()
         while not self._polls_done.is_set():
             try:
-                n = await asyncio.to_thread(self.stage.rebuild, datetime.now(UTC),
-                                            self._rebuild_pace)
+                source, n = await asyncio.to_thread(self._load_index, datetime.now(UTC))
                 backlog = await asyncio.to_thread(self.stage.backlog)
             except Exception:
                 metrics.DB_ERRORS.labels("stories").inc()
@@ -380,13 +390,107 @@ class Daemon:
                 continue
             if n is None:
                 return False
+            if source == "database":  # save soon: the next start need not rebuild again
+                self._next_save = 0.0
             self._set_backlog(backlog)
             metrics.STORY_INDEX_READY.set(1)
             log.info("story index rebuilt", extra={
-                "entries": n, "open_stories": self.stage.index.open_stories,
+                "from": source, "entries": n, "open_stories": self.stage.index.open_stories,
                 "seconds": round(time.monotonic() - started, 2), "backlog": backlog})
             return True
         return False
+
+    def _snapshot_path(self) -> Path | None:
+        return (self.settings.resolved_state_dir() / snapshot.NAME
+                if self.settings.stories.snapshot else None)
+
+    def _load_index(self, now: datetime) -> tuple[str, int | None]:
+        """(In a thread) the saved index and what changed since, else a full rebuild.
+
+        Returns where the index came from and the entries replayed (None: stopped).
+        """
+        path = self._snapshot_path()
+        if path is not None:
+            try:
+                n = self.stage.restore(path, now, self._rebuild_pace)
+            except FileNotFoundError:
+                metrics.SNAPSHOT_LOADS.labels("absent").inc()
+            except Exception as exc:  # whatever is wrong with the file, the database is right
+                metrics.SNAPSHOT_LOADS.labels("refused").inc()
+                log.warning("story index snapshot not used; rebuilding from the database",
+                            extra={"path": str(path), "reason": str(exc) or type(exc).__name__})
+            else:
+                metrics.SNAPSHOT_LOADS.labels("loaded").inc()
+                self._saved_member = self.stage.seen_member if n == 0 else -1
+                return "snapshot", n
+        return "database", self.stage.rebuild(now, self._rebuild_pace)
+
+    async def _save_index(self, niceness: int = SAVE_NICENESS) -> None:
+        """Start saving the index in a forked child, if it changed since the last save.
+
+        Call only between batches (from the story task), so the child copies an
+        index that matches the database up to `seen_member`.
+        """
+        path = self._snapshot_path()
+        self._next_save = time.monotonic() + self.settings.stories.snapshot_interval
+        member = self.stage.seen_member
+        if (path is None or self._saving or not self.stage.ready
+                or member == self._saved_member):
+            return
+        try:
+            header = await asyncio.to_thread(self.stage.snapshot_header, datetime.now(UTC))
+        except Exception:
+            metrics.DB_ERRORS.labels("stories").inc()
+            log.exception("could not save the story index")
+            return
+        started = time.perf_counter()
+        try:
+            pid, pipe = snapshot.fork_write(path, self.stage.index, header, niceness)
+        except OSError:
+            metrics.SNAPSHOT_SAVES.labels("error").inc()
+            log.exception("could not start saving the story index")
+            return
+        paused = time.perf_counter() - started
+        metrics.SNAPSHOT_PAUSE.observe(paused)
+        self._saving = pid, asyncio.create_task(self._saved(pid, pipe, member, started, paused))
+
+    async def _saved(self, pid: int, pipe: int, member: int, started: float,
+                     paused: float) -> None:
+        """Wait for a saving child and report how it went."""
+        try:
+            ok, detail = await asyncio.to_thread(snapshot.child_result, pid, pipe)
+        finally:
+            self._saving = None
+        if not ok:
+            metrics.SNAPSHOT_SAVES.labels("error").inc()
+            log.warning("saving the story index failed; the previous snapshot stays",
+                        extra={"error": detail})
+            return
+        self._saved_member = member
+        metrics.SNAPSHOT_SAVES.labels("ok").inc()
+        metrics.SNAPSHOT_BYTES.set(int(detail))
+        log.info("story index saved", extra={
+            "member": member, "bytes": int(detail), "paused_ms": round(paused * 1000, 1),
+            "seconds": round(time.perf_counter() - started, 2)})
+
+    async def _save_at_stop(self) -> None:
+        """Save once more after the last batch, within what is left of the stop grace."""
+        await self._finish_save()
+        await self._save_index(niceness=0)
+        await self._finish_save()
+
+    async def _finish_save(self) -> None:
+        """Wait for a running save until the grace period ends; then the child is killed."""
+        if self._saving is None:
+            return
+        pid, task = self._saving
+        left = max(1.0, self._story_deadline - time.monotonic())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), left)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            await task
 
     def _rebuild_pace(self, seconds: float) -> bool:
         """Between chunks of a rebuild (in its thread): yield to polls; False to stop."""
@@ -625,6 +729,7 @@ class Daemon:
             self._polls_done.set()
             self._story_wake.set()
             await stories
+            await self._save_at_stop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             if web:

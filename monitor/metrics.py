@@ -72,6 +72,20 @@ STORY_BACKLOG = Gauge("storywatch_story_backlog_entries",
 STORY_INDEX_READY = Gauge("storywatch_story_index_ready",
                           "1 once the story index is rebuilt and the story stage runs.",
                           registry=REGISTRY)
+SNAPSHOT_LOADS = Counter("storywatch_story_snapshot_loads_total",
+                         "Starts by what became of the saved story index (loaded, absent, "
+                         "refused: then rebuilt from the database).", ["result"],
+                         registry=REGISTRY)
+SNAPSHOT_LOAD_RESULTS = ("loaded", "absent", "refused")
+SNAPSHOT_SAVES = Counter("storywatch_story_snapshot_saves_total",
+                         "Story index saves, by result (ok, error).", ["result"],
+                         registry=REGISTRY)
+SNAPSHOT_BYTES = Gauge("storywatch_story_snapshot_bytes", "Size of the last saved story index.",
+                       registry=REGISTRY)
+SNAPSHOT_PAUSE = Histogram(
+    "storywatch_story_snapshot_pause_seconds",
+    "Time the event loop stood still to start a save (the fork).", registry=REGISTRY,
+    buckets=(1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
 
 RULES_LOADED = Gauge("storywatch_rules_loaded", "Enabled rules currently loaded.",
                      registry=REGISTRY)
@@ -144,6 +158,8 @@ def init_labels(notifiers: list[str]) -> None:
         FEEDS.labels(state)
     for kind in ENTRY_KINDS:
         ENTRIES.labels(kind)
+    for result in SNAPSHOT_LOAD_RESULTS:
+        SNAPSHOT_LOADS.labels(result)
     for kind in STORY_EVENT_KINDS:
         STORIES.labels(kind)
     for reason in ASSIGNMENT_REASONS:
@@ -152,6 +168,7 @@ def init_labels(notifiers: list[str]) -> None:
         RULE_MATCHES.labels(change)
     for result in ("ok", "error"):
         RULE_RELOADS.labels(result)
+        SNAPSHOT_SAVES.labels(result)
     for op in DB_OPERATIONS:
         DB_ERRORS.labels(op)
     for metric, values in ((SUPPRESSIONS, SUPPRESSION_REASONS), (ALERTS, ALERT_STATES),

@@ -15,10 +15,12 @@ first replay what the others added (see docs/scaleout.md).
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,10 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import metrics
 from monitor.db import queries
 from monitor.rules.live import RuleRunner, entry_event, story_event
+from monitor.stories import snapshot
 from monitor.stories.cluster import Doc, StoryIndex
 
 REBUILD_CHUNK = 500
 """Entries replayed between two `pace` calls of a rebuild."""
+Pace = Callable[[float], bool]
+"""Told how long the last chunk of a rebuild or load took; returns False to stop it."""
 BATCH = 500
 """Entries per transaction: large enough to amortise the queries, small enough
 that a batch holds the write lock for well under a second."""
@@ -83,8 +88,7 @@ class StoryStage:
         self.seen_member = 0
         """The newest story member the index holds (see `_catch_up`)."""
 
-    def rebuild(self, now: datetime,
-                pace: Callable[[float], bool] = lambda _seconds: True) -> int | None:
+    def rebuild(self, now: datetime, pace: Pace = lambda _seconds: True) -> int | None:
         """Reload the clustering state from the members inside the window.
 
         Needs no lock: members are only added under the ingest lock, so every
@@ -94,20 +98,67 @@ class StoryStage:
         the rebuild. Returns the entries replayed, or None when stopped.
         """
         fresh = StoryIndex(self.index.window, self.index.threshold)
-        n = 0
         with self.sessions() as session:
             upto = queries.last_member_id(session)
-            started = time.monotonic()
-            for row in queries.window_docs(session, now - fresh.window, upto):
-                _remember(fresh, doc(row, row.source), row.story_id)
-                n += 1
-                if n % REBUILD_CHUNK == 0:
-                    if not pace(time.monotonic() - started):
-                        return None
-                    started = time.monotonic()
-        self.index, self.seen_member, self.ready = fresh, upto, True
-        metrics.OPEN_STORIES.set(fresh.open_stories)
+            done = _replay(fresh, queries.window_docs(session, now - fresh.window, upto), pace)
+        if done is None:
+            return None
+        self._install(fresh, upto)
+        return done[0]
+
+    def restore(self, path: Path, now: datetime, pace: Pace = lambda _seconds: True) -> int | None:
+        """Load the index saved at `path`, then replay the members added since it was saved.
+
+        Raises `snapshot.Refused` (or OSError) when the file is damaged, or was
+        saved with other settings or code or for another database (or another
+        history of this one: its newest member must still be there, unchanged),
+        or longer ago than the window; the caller then rebuilds. Returns the
+        members replayed, or None when stopped.
+        """
+        expected = snapshot.built_with(self.index)
+        oldest = now - self.index.window
+        with self.sessions() as session:
+            def check(header: snapshot.Header) -> None:
+                why = snapshot.mismatch(header, expected)
+                if why is None and datetime.fromisoformat(header.saved_at) < oldest:
+                    why = "saved longer ago than the window: rebuilding replays less"
+                if why is None and header.database != queries.database_id(session):
+                    why = "saved for another database"
+                if why is None and header.member and queries.member_ids(
+                        session, header.member) != (header.entry, header.story):
+                    why = f"story member {header.member} is not in the database as it was saved"
+                if why:
+                    raise snapshot.Refused(why)
+
+            try:
+                header, loaded = snapshot.read(path, check, pace)
+            except snapshot.Stopped:
+                return None
+            loaded.expire(now)
+            done = _replay(loaded, queries.members_since(session, header.member), pace)
+        if done is None:
+            return None
+        n, last = done
+        self._install(loaded, header.member if last is None else last.id)
         return n
+
+    def _install(self, index: StoryIndex, seen_member: int) -> None:
+        self.index, self.seen_member, self.ready = index, seen_member, True
+        # The index is long-lived and acyclic: out of the collector's full passes, which
+        # would otherwise walk all of it holding the interpreter. Its objects are still
+        # freed by reference counting as they expire.
+        gc.freeze()
+        metrics.OPEN_STORIES.set(index.open_stories)
+
+    def snapshot_header(self, now: datetime) -> snapshot.Header:
+        """What a snapshot of the index as it is now records (call between batches)."""
+        with self.sessions() as session:
+            ids = queries.member_ids(session, self.seen_member) if self.seen_member else None
+            database = queries.database_id(session)
+        entry, story = ids or (0, 0)
+        return snapshot.Header(snapshot.FORMAT, snapshot.built_with(self.index), database,
+                               self.seen_member, entry, story, now.isoformat(),
+                               self.index.docs_seen, self.index.open_stories)
 
     def _catch_up(self, session: Session) -> None:
         """Replay members other instances added since we last looked (we hold the lock).
@@ -231,6 +282,22 @@ class StoryStage:
     def has_backlog(self) -> bool:
         with self.sessions() as session:
             return queries.has_backlog(session)
+
+
+def _replay(index: StoryIndex, rows: Iterable[Any], pace: Pace) -> tuple[int, Any] | None:
+    """Remember stored members (rows as `queries.window_docs`), pacing every REBUILD_CHUNK.
+
+    Returns how many and the last row, or None when `pace` stopped it.
+    """
+    n, last, started = 0, None, time.monotonic()
+    for last in rows:
+        _remember(index, doc(last, last.source), last.story_id)
+        n += 1
+        if n % REBUILD_CHUNK == 0:
+            if not pace(time.monotonic() - started):
+                return None
+            started = time.monotonic()
+    return n, last
 
 
 def _remember(index: StoryIndex, d: Doc, story_id: int) -> None:

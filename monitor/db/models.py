@@ -67,6 +67,14 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), **_JSON_TYPES}
 
 
+class DatabaseInfo(Base):
+    """One row: the database's random id, set by its first migration (a copy keeps it)."""
+
+    __tablename__ = "database_info"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class Feed(Base):
     __tablename__ = "feeds"
 

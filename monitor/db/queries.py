@@ -32,6 +32,7 @@ from monitor.db.models import (
     Alert,
     AlertEvent,
     AlertThread,
+    DatabaseInfo,
     Delivery,
     Entry,
     EntryKey,
@@ -518,6 +519,18 @@ def members_of(session: Session, story_ids: Iterable[int]) -> dict[int, list[Mem
 
 def last_member_id(session: Session) -> int:
     return session.scalar(select(func.max(StoryMember.id))) or 0
+
+
+def member_ids(session: Session, member_id: int) -> tuple[int, int] | None:
+    """A story member's (entry id, story id), if it exists."""
+    row = session.execute(select(StoryMember.entry_id, StoryMember.story_id)
+                          .where(StoryMember.id == member_id)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def database_id(session: Session) -> str:
+    """The database's random id (migration 0007): tells copies of state for it apart."""
+    return session.scalar(select(DatabaseInfo.id)) or ""
 
 
 # -- alerts and the outbox -----------------------------------------------------

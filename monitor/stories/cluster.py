@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from hashlib import blake2b
 from itertools import islice, repeat
 from operator import add as plus
 from operator import itemgetter, mul, truediv
@@ -113,6 +114,12 @@ class _Member:
     keys: tuple[int, ...]
 
 
+def key_hash(key: str) -> int:
+    """A 64-bit hash of an exact key, the same in every process (unlike `hash()` of a
+    string), so a saved index still finds its keys after a restart (`snapshot.py`)."""
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
     if not vec:
         return {}
@@ -167,7 +174,7 @@ class StoryIndex:
     def assign(self, feats: Features) -> Assignment:
         """Pick the story for a document (or none) and say why."""
         for reason, key in self._exact_keys(feats.doc):
-            hit = self._exact.get(hash(key))
+            hit = self._exact.get(key_hash(key))
             if hit and hit.story_id in self._stories:
                 return Assignment(hit.story_id, reason, 1.0,
                                   {"key": key[2:][:200], "entry": hit.entry_id})
@@ -265,7 +272,7 @@ class StoryIndex:
         if feats.simhash is not None:
             story.copies = (*story.copies, (feats.simhash, doc.entry_id))[-COPIES_KEPT:]
         member = _Member(doc.at, doc.entry_id, story_id,
-                         tuple(hash(k) for _, k in self._exact_keys(doc)))
+                         tuple(key_hash(k) for _, k in self._exact_keys(doc)))
         self._members.append(member)
         for key in member.keys:
             self._exact.setdefault(key, member)

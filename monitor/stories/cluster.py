@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import repeat
+from itertools import compress, repeat
 from operator import add as plus
 from operator import itemgetter, mul, truediv
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.stories import nearcopy
 from monitor.stories.features import term_counts
@@ -56,6 +56,7 @@ TRIM_RECORDS = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ class Assignment:
 @dataclass(slots=True)
 class _Story:
     story_id: int
-    terms: tuple[str, ...]
-    """Centroid terms, strongest first; the first INDEX_TERMS are in the postings."""
+    terms: array[int]
+    """Ids of the centroid's terms, strongest first; the first INDEX_TERMS are in the postings."""
     weights: array[float]
     last_at: int
     """Microseconds since the epoch of the latest member."""
@@ -108,9 +109,6 @@ class _Story:
     names: tuple[str, ...] = ()
     copies: array[int] = field(default_factory=lambda: array("Q"))
     """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
-
-    def vector(self) -> dict[str, float]:
-        return dict(zip(self.terms, self.weights, strict=True))
 
 
 class _Log:
@@ -185,7 +183,7 @@ def _drop_posting(posting: array[float], story_id: int) -> None:
     del posting[k:k + 2]
 
 
-def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
+def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
     if not vec:
         return {}
     terms, weights = zip(*sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep],
@@ -198,10 +196,10 @@ class StoryIndex:
     """The in-memory clustering state; rebuilt from the database at start.
 
     Sized for a window of hundreds of thousands of documents, most of them
-    stories of one: terms of the window's documents are integer ids in flat
-    arrays, postings are arrays of (story, weight) pairs rather than dicts,
-    and times are integer microseconds. Everything is plain data (picklable,
-    the same in any process).
+    stories of one: terms are integer ids in arrays (the window's documents'
+    in one flat array), postings are arrays of (story, weight) pairs rather
+    than dicts, and times are integer microseconds. Everything is plain data
+    (picklable, the same in any process).
     """
 
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:
@@ -209,11 +207,13 @@ class StoryIndex:
         self.threshold = threshold or DEFAULT_THRESHOLD
         self._window_us = window // _MICROSECOND
         self._ids: dict[str, int] = {}
-        """Id of each term some document in the window contains."""
+        """Id of each term a document in the window or an open story's centroid contains."""
         self._terms: list[str] = []
         """Term of each id ("" for a free id)."""
         self._df: list[int] = []
-        """Document frequency of each id; an id whose frequency drops to 0 is reused."""
+        """Document frequency of each id."""
+        self._refs: list[int] = []
+        """Documents and centroids holding each id; at 0 the id is freed for reuse."""
         self._free: list[int] = []
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
@@ -234,7 +234,8 @@ class StoryIndex:
     @property
     def df(self) -> dict[str, int]:
         """Documents inside the window containing each term (a copy, for inspection)."""
-        return {t: self._df[i] for t, i in self._ids.items()}
+        df = self._df
+        return {t: df[i] for t, i in self._ids.items() if df[i]}
 
     def features(self, doc: Doc) -> Features:
         found = term_counts(doc.title, doc.text)
@@ -295,7 +296,7 @@ class StoryIndex:
             score, cosine, story = best
             return Assignment(story.story_id, "cluster", round(score, 4),
                               {"cosine": round(cosine, 4),
-                               **self._shared(feats.vector, story.vector())})
+                               **self._shared(feats.vector, self._vector(story))})
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
@@ -313,12 +314,15 @@ class StoryIndex:
         top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
         return (self._stories[int(sid)] for sid in top)
 
-    @staticmethod
-    def _dot(vec: dict[str, float], story: _Story) -> float:
+    def _dot(self, vec: dict[str, float], story: _Story) -> float:
         """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
-        shared = list(filter(vec.__contains__, story.terms))
-        return float(sum(map(mul, map(story.weights.__getitem__, map(story.terms.index, shared)),
-                             map(vec.__getitem__, shared))))
+        terms = list(map(self._terms.__getitem__, story.terms))
+        shared = list(map(vec.__contains__, terms))
+        return float(sum(map(mul, compress(story.weights, shared),
+                             map(vec.__getitem__, compress(terms, shared)))))
+
+    def _vector(self, story: _Story) -> dict[str, float]:
+        return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
@@ -331,48 +335,63 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        ids, df = self._ids, self._df
-        found = array("I")
-        for term in feats.terms:
-            i = ids.get(term)
-            if i is None:
-                i = self._intern(term)
-            else:
-                df[i] += 1
-            found.append(i)
+        df, refs = self._df, self._refs
+        found = array("I", map(self._id, feats.terms))
+        for i in found:
+            df[i] += 1
+            refs[i] += 1
         self._seen.append(feats.at, found)
 
-    def _intern(self, term: str) -> int:
-        """A new id with a frequency of 1."""
+    def _id(self, term: str) -> int:
+        """The term's id, a new one (nothing holding it yet) if the term has none."""
+        i = self._ids.get(term)
+        if i is not None:
+            return i
         if self._free:
             i = self._free.pop()
-            self._terms[i], self._df[i] = term, 1
+            self._terms[i] = term
         else:
             i = len(self._terms)
             self._terms.append(term)
-            self._df.append(1)
+            self._df.append(0)
+            self._refs.append(0)
         self._ids[term] = i
         return i
 
+    def _release(self, ids: array[int]) -> None:
+        refs, terms = self._refs, self._terms
+        for i in ids:
+            left = refs[i] - 1
+            refs[i] = left
+            if not left:
+                del self._ids[terms[i]]
+                terms[i] = ""
+                self._free.append(i)
+
     def add(self, feats: Features, story_id: int) -> None:
-        """Record that the document joined (or started) `story_id`."""
+        """Record that the document (already `observe`d) joined (or started) `story_id`."""
         doc = feats.doc
         story = self._stories.pop(story_id, None)
         if story is None:
-            story = _Story(story_id, (), array("f"), feats.at)
+            story = _Story(story_id, array("I"), array("f"), feats.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
         merged = dict(zip(story.terms, map(mul, story.weights, repeat(story.size)), strict=True))
         vec = feats.vector
-        merged.update(zip(vec, map(plus, map(merged.get, vec, repeat(0.0)), vec.values()),
+        ids = list(map(self._ids.__getitem__, vec))
+        merged.update(zip(ids, map(plus, map(merged.get, ids, repeat(0.0)), vec.values()),
                           strict=True))
         centroid = _top_normalised(merged, CENTROID_TERMS)
-        indexed = story.terms[:INDEX_TERMS]
-        story.terms, story.weights = tuple(centroid), array("f", centroid.values())
+        old = story.terms
+        story.terms, story.weights = array("I", centroid), array("f", centroid.values())
+        refs = self._refs
+        for i in story.terms:
+            refs[i] += 1
+        self._reindex(story, old[:INDEX_TERMS])
+        self._release(old)
         story.size += 1
         if len(story.names) < STORY_NAMES:
             story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
         story.last_at = max(story.last_at, feats.at)
-        self._reindex(story, indexed)
         if feats.simhash is not None:
             story.copies.extend((feats.simhash, doc.entry_id))
             del story.copies[:-2 * COPIES_KEPT]
@@ -381,19 +400,20 @@ class StoryIndex:
         for *_, digest in feats.exact:
             self._exact.setdefault(digest, seq)
 
-    def _reindex(self, story: _Story, indexed: tuple[str, ...]) -> None:
+    def _reindex(self, story: _Story, indexed: array[int]) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
         top = story.terms[:INDEX_TERMS]
-        sid = story.story_id
-        for term in set(indexed) - set(top):
-            self._unpost(term, sid)
+        sid, terms = story.story_id, self._terms
+        for i in set(indexed) - set(top):
+            self._unpost(terms[i], sid)
         postings = self._postings
-        for term, weight in zip(top, story.weights, strict=False):
+        for i, weight in zip(top, story.weights, strict=False):
+            term = terms[i]
             posting = postings.get(term)
             if posting is None:
                 postings[term] = array("d", (sid, weight))
                 continue
-            if term in indexed:
+            if i in indexed:
                 _drop_posting(posting, sid)
             posting.extend((sid, weight))
 
@@ -406,15 +426,11 @@ class StoryIndex:
     def expire(self, now: datetime) -> int:
         """Forget documents and stories older than the window; returns stories dropped."""
         cutoff = _micros(now) - self._window_us
-        df, free, ids, terms = self._df, self._free, self._ids, self._terms
+        df = self._df
         for _, found in self._seen.drop(cutoff):
             for i in found:
-                left = df[i] - 1
-                df[i] = left
-                if not left:
-                    del ids[terms[i]]
-                    terms[i] = ""
-                    free.append(i)
+                df[i] -= 1
+            self._release(found)
         exact = self._exact
         for seq, record in self._members.drop(cutoff):
             for digest in record[2:]:
@@ -426,8 +442,10 @@ class StoryIndex:
                 break
             old.append(sid)
         for sid in old:
-            for term in self._stories.pop(sid).terms[:INDEX_TERMS]:
-                self._unpost(term, sid)
+            story = self._stories.pop(sid)
+            for i in story.terms[:INDEX_TERMS]:
+                self._unpost(self._terms[i], sid)
+            self._release(story.terms)
         return len(old)
 
     @property

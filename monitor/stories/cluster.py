@@ -212,8 +212,8 @@ class StoryIndex:
         """Term of each id ("" for a free id)."""
         self._df: list[int] = []
         """Document frequency of each id."""
-        self._refs: list[int] = []
-        """Documents and centroids holding each id; at 0 the id is freed for reuse."""
+        self._held: list[int] = []
+        """Open stories whose centroid holds each id; when it and the DF are 0, the id is free."""
         self._free: list[int] = []
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
@@ -335,11 +335,13 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        df, refs = self._df, self._refs
-        found = array("I", map(self._id, feats.terms))
+        try:
+            found = array("I", map(self._ids.__getitem__, feats.terms))
+        except KeyError:  # a term new to the window
+            found = array("I", map(self._id, feats.terms))
+        df = self._df
         for i in found:
             df[i] += 1
-            refs[i] += 1
         self._seen.append(feats.at, found)
 
     def _id(self, term: str) -> int:
@@ -354,16 +356,17 @@ class StoryIndex:
             i = len(self._terms)
             self._terms.append(term)
             self._df.append(0)
-            self._refs.append(0)
+            self._held.append(0)
         self._ids[term] = i
         return i
 
-    def _release(self, ids: array[int]) -> None:
-        refs, terms = self._refs, self._terms
+    def _release(self, ids: array[int], counts: list[int], other: list[int]) -> None:
+        """Decrement `counts` (`_df` or `_held`) of `ids`; free those neither holds any more."""
+        terms = self._terms
         for i in ids:
-            left = refs[i] - 1
-            refs[i] = left
-            if not left:
+            left = counts[i] - 1
+            counts[i] = left
+            if not left and not other[i]:
                 del self._ids[terms[i]]
                 terms[i] = ""
                 self._free.append(i)
@@ -383,11 +386,11 @@ class StoryIndex:
         centroid = _top_normalised(merged, CENTROID_TERMS)
         old = story.terms
         story.terms, story.weights = array("I", centroid), array("f", centroid.values())
-        refs = self._refs
+        held = self._held
         for i in story.terms:
-            refs[i] += 1
+            held[i] += 1
         self._reindex(story, old[:INDEX_TERMS])
-        self._release(old)
+        self._release(old, held, self._df)
         story.size += 1
         if len(story.names) < STORY_NAMES:
             story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
@@ -426,11 +429,8 @@ class StoryIndex:
     def expire(self, now: datetime) -> int:
         """Forget documents and stories older than the window; returns stories dropped."""
         cutoff = _micros(now) - self._window_us
-        df = self._df
         for _, found in self._seen.drop(cutoff):
-            for i in found:
-                df[i] -= 1
-            self._release(found)
+            self._release(found, self._df, self._held)
         exact = self._exact
         for seq, record in self._members.drop(cutoff):
             for digest in record[2:]:
@@ -445,7 +445,7 @@ class StoryIndex:
             story = self._stories.pop(sid)
             for i in story.terms[:INDEX_TERMS]:
                 self._unpost(self._terms[i], sid)
-            self._release(story.terms)
+            self._release(story.terms, self._held, self._df)
         return len(old)
 
     @property

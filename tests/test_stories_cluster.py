@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import random
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 from monitor.stories.cluster import Assignment, Doc, StoryIndex
@@ -117,3 +124,45 @@ def test_rebuilt_state_gives_the_same_assignments() -> None:
         rebuilt.observe(feats)
         rebuilt.add(feats, stories[doc.entry_id])
     assert stream(running, tail) == stream(rebuilt, tail)
+
+
+def test_document_frequencies_follow_a_long_window() -> None:
+    """Thousands of documents through a short window: DF and exact keys are those of the window."""
+    rng = random.Random(5)
+    vocabulary = [f"w{k}rd" for k in range(400)]
+    start = minutes(0)
+    docs = [Doc(k, "Wire", f"Report {k}", " ".join(rng.choices(vocabulary, k=30)),
+                start + timedelta(minutes=k), f"guid-{k}") for k in range(1600)]
+    window = timedelta(minutes=300)
+    index = StoryIndex(window)
+    terms: dict[int, tuple[str, ...]] = {}
+    for doc in docs:
+        index.expire(doc.at)
+        feats = index.features(doc)
+        index.observe(feats)
+        index.add(feats, index.assign(feats).story_id or doc.entry_id + 10_000)
+        terms[doc.entry_id] = feats.terms
+    now = docs[-1].at + timedelta(minutes=1)
+    index.expire(now)
+    live = [d for d in docs if d.at >= now - window]
+    assert index.docs_seen == len(live) == 300
+    assert index.df == Counter(t for d in live for t in terms[d.entry_id])
+    again = [replace(docs[k], entry_id=5000 + k, at=now) for k in (100, 1599)]
+    assert [index.assign(index.features(d)).reason for d in again][1] == "exact_guid"
+    assert index.assign(index.features(again[0])).reason != "exact_guid"
+
+
+def test_state_moves_to_another_process() -> None:
+    """The index is plain data: pickled here, it recognises the same duplicates elsewhere."""
+    _, docs = fixture_docs()
+    index = StoryIndex(WINDOW)
+    stream(index, docs)
+    first = docs[0]
+    copy = replace(first, entry_id=999, title="Other title", text="Other text")
+    script = ("import pickle, sys; index, doc = pickle.load(sys.stdin.buffer); "
+              "print(index.assign(index.features(doc)).reason)")
+    found = subprocess.run([sys.executable, "-c", script], input=pickle.dumps((index, copy)),
+                           capture_output=True, check=True, env={**os.environ,
+                                                                 "PYTHONHASHSEED": "12345"})
+    assert found.stdout.decode().strip() == index.assign(index.features(copy)).reason
+    assert found.stdout.decode().strip() == "exact_guid"

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import islice, repeat
+from itertools import compress, repeat
 from operator import add as plus
 from operator import itemgetter, mul, truediv
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.stories import nearcopy
 from monitor.stories.features import term_counts
@@ -52,6 +51,12 @@ COPIES_KEPT = 8
 """Latest members per story whose SimHash a near copy is compared with."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
+TRIM_RECORDS = 1024
+"""Expired records a `_Log` lets pile up before it moves the live ones to the front."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,10 @@ class Features:
     """Every distinct term, for the document frequencies (a tuple: 4x smaller than a set)."""
     simhash: int | None = None
     names: frozenset[str] = frozenset()
+    exact: tuple[tuple[str, str, int], ...] = ()
+    """(reason, key, stable 64-bit hash of the key) of each exact-duplicate key."""
+    at: int = 0
+    """`doc.at` in microseconds since the epoch (see `_micros`)."""
 
 
 @dataclass(frozen=True)
@@ -91,27 +100,73 @@ class Assignment:
 @dataclass(slots=True)
 class _Story:
     story_id: int
-    terms: tuple[str, ...]
+    terms: array[int]
+    """Ids of the centroid's terms, strongest first; the first INDEX_TERMS are in the postings."""
     weights: array[float]
-    last_at: datetime
+    last_at: int
+    """Microseconds since the epoch of the latest member."""
     size: int = 0
-    indexed: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
-    copies: tuple[tuple[int, int], ...] = ()
-    """(SimHash, entry id) of the latest members, for the near-copy test."""
-
-    def vector(self) -> dict[str, float]:
-        return dict(zip(self.terms, self.weights, strict=True))
+    copies: array[int] = field(default_factory=lambda: array("Q"))
+    """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
 
 
-@dataclass(slots=True)
-class _Member:
-    """What the window remembers of one document until it expires."""
+class _Log:
+    """Per-document records in arrival order as flat arrays, oldest dropped first.
 
-    at: datetime
-    entry_id: int
-    story_id: int
-    keys: tuple[int, ...]
+    A window holds hundreds of thousands of documents; a tuple or an object
+    per document costs more than its content, so each record is its time, the
+    end of its items in one shared `items` array, and a sequence number.
+    """
+
+    __slots__ = ("at", "ends", "first", "head", "items", "offset")
+
+    def __init__(self, typecode: str) -> None:
+        self.at = array("q")
+        """Microseconds since the epoch of each record, in arrival order."""
+        self.ends = array("q")
+        """Where each record's items end, counted from the first item ever appended."""
+        self.items = array(typecode)
+        self.first = 0
+        """Sequence number of `at[0]`."""
+        self.head = 0
+        """Index of the oldest record still in the window (those before await trimming)."""
+        self.offset = 0
+        """Item count trimmed from the front of `items`."""
+
+    def __len__(self) -> int:
+        return len(self.at) - self.head
+
+    def append(self, at: int, items: array[int]) -> int:
+        """Add a record; returns its sequence number."""
+        self.at.append(at)
+        self.items.extend(items)
+        self.ends.append(self.offset + len(self.items))
+        return self.first + len(self.at) - 1
+
+    def record(self, seq: int) -> array[int]:
+        i = seq - self.first
+        start = self.ends[i - 1] if i > 0 else self.offset
+        return self.items[start - self.offset:self.ends[i] - self.offset]
+
+    def drop(self, cutoff: int) -> list[tuple[int, array[int]]]:
+        """Forget records from the oldest up to the first at or after `cutoff`; returns them."""
+        at, head = self.at, self.head
+        stop = head
+        while stop < len(at) and at[stop] < cutoff:
+            stop += 1
+        out = [(self.first + i, self.record(self.first + i)) for i in range(head, stop)]
+        self.head = stop
+        if stop >= TRIM_RECORDS and 2 * stop >= len(at):  # amortised: each record moves once
+            trimmed = self.ends[stop - 1]
+            del self.items[:trimmed - self.offset], at[:stop], self.ends[:stop]
+            self.first, self.head, self.offset = self.first + stop, 0, trimmed
+        return out
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since the epoch: integer differences equal datetime subtraction exactly."""
+    return (at - (_EPOCH if at.tzinfo else _NAIVE_EPOCH)) // _MICROSECOND
 
 
 def key_hash(key: str) -> int:
@@ -120,7 +175,15 @@ def key_hash(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
+def _drop_posting(posting: array[float], story_id: int) -> None:
+    """Remove the (story, weight) pair of `story_id`; a weight equal to the id is skipped."""
+    k = posting.index(story_id)
+    while k % 2:
+        k = posting.index(story_id, k + 1)
+    del posting[k:k + 2]
+
+
+def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
     if not vec:
         return {}
     terms, weights = zip(*sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep],
@@ -130,18 +193,37 @@ def _top_normalised(vec: dict[str, float], keep: int) -> dict[str, float]:
 
 
 class StoryIndex:
-    """The in-memory clustering state; rebuilt from the database at start."""
+    """The in-memory clustering state; rebuilt from the database at start.
+
+    Sized for a window of hundreds of thousands of documents, most of them
+    stories of one: terms are integer ids in arrays (the window's documents'
+    in one flat array), postings are arrays of (story, weight) pairs rather
+    than dicts, and times are integer microseconds. Everything is plain data
+    (picklable, the same in any process).
+    """
 
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.window = window
         self.threshold = threshold or DEFAULT_THRESHOLD
-        self.df: Counter[str] = Counter()
-        self._seen: deque[tuple[datetime, tuple[str, ...]]] = deque()
+        self._window_us = window // _MICROSECOND
+        self._ids: dict[str, int] = {}
+        """Id of each term a document in the window or an open story's centroid contains."""
+        self._terms: list[str] = []
+        """Term of each id ("" for a free id)."""
+        self._df: list[int] = []
+        """Document frequency of each id."""
+        self._held: list[int] = []
+        """Open stories whose centroid holds each id; when it and the DF are 0, the id is free."""
+        self._free: list[int] = []
+        self._seen = _Log("I")
+        """Each document's term ids, for the document frequencies."""
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, dict[int, float]] = {}
-        """term → {story: the term's weight in its centroid}, least recently updated first."""
-        self._members: deque[_Member] = deque()
-        self._exact: dict[int, _Member] = {}
+        self._postings: dict[str, array[float]] = {}
+        """term → story id, the term's centroid weight, ... (least recently updated first)."""
+        self._members = _Log("q")
+        """Entry id, story id and exact-key hashes of each member."""
+        self._exact: dict[int, int] = {}
+        """Exact-key hash → sequence number of the first member in `_members` with that key."""
 
     # -- features -------------------------------------------------------------
     @property
@@ -149,37 +231,37 @@ class StoryIndex:
         """Documents inside the window: the N of the streaming IDF."""
         return len(self._seen)
 
+    @property
+    def df(self) -> dict[str, int]:
+        """Documents inside the window containing each term (a copy, for inspection)."""
+        df = self._df
+        return {t: df[i] for t, i in self._ids.items() if df[i]}
+
     def features(self, doc: Doc) -> Features:
         found = term_counts(doc.title, doc.text)
         counts = found.weights
-        df, log = self.df, math.log
+        ids, df, log = self._ids, self._df, math.log
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
-        raw = {t: (1.0 + log(c)) * (log_n - log(df.get(t, 0) + 1)) for t, c in counts.items()
+        raw = {t: (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
+               for t, c, i in zip(counts, counts.values(), map(ids.get, counts), strict=True)
                if c > 0}
         return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
-                        nearcopy.simhash(doc.title, doc.text), found.names)
+                        nearcopy.simhash(doc.title, doc.text), found.names,
+                        tuple((reason, key, key_hash(key)) for reason, key in _exact_keys(doc)),
+                        _micros(doc.at))
 
     # -- decisions ------------------------------------------------------------
-    @staticmethod
-    def _exact_keys(doc: Doc) -> list[tuple[str, str]]:
-        keys = []
-        if doc.guid:
-            keys.append(("exact_guid", "g:" + doc.guid))
-        if doc.canonical_url:
-            keys.append(("exact_url", "u:" + doc.canonical_url))
-        if doc.content_hash:
-            keys.append(("exact_content", "h:" + doc.content_hash))
-        return keys
-
     def assign(self, feats: Features) -> Assignment:
         """Pick the story for a document (or none) and say why."""
-        for reason, key in self._exact_keys(feats.doc):
-            hit = self._exact.get(key_hash(key))
-            if hit and hit.story_id in self._stories:
-                return Assignment(hit.story_id, reason, 1.0,
-                                  {"key": key[2:][:200], "entry": hit.entry_id})
+        for reason, key, digest in feats.exact:
+            seq = self._exact.get(digest)
+            if seq is not None:
+                entry_id, story_id = self._members.record(seq)[:2]
+                if story_id in self._stories:
+                    return Assignment(story_id, reason, 1.0,
+                                      {"key": key[2:][:200], "entry": entry_id})
         candidates = [story for story in self._candidates(feats)
-                      if abs(feats.doc.at - story.last_at) <= self.window]
+                      if abs(feats.at - story.last_at) <= self._window_us]
         return self._near_copy(feats, candidates) or self._cluster(feats, candidates)
 
     @staticmethod
@@ -189,7 +271,8 @@ class StoryIndex:
             return None
         best: tuple[int, int, _Story] | None = None
         for story in candidates:
-            for signature, entry_id in story.copies:
+            copies = story.copies
+            for signature, entry_id in zip(copies[::2], copies[1::2], strict=True):
                 d = nearcopy.distance(feats.simhash, signature)
                 if d <= nearcopy.MAX_DISTANCE and (best is None or d < best[0]):
                     best = (d, entry_id, story)
@@ -202,7 +285,7 @@ class StoryIndex:
     def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
         best: tuple[float, float, _Story] | None = None
         for story in candidates:
-            gap = abs((feats.doc.at - story.last_at).total_seconds())
+            gap = abs(feats.at - story.last_at) / 1_000_000  # exactly timedelta.total_seconds
             cosine = self._dot(feats.vector, story)
             score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
             if feats.names and story.names and feats.names.isdisjoint(story.names):
@@ -213,7 +296,7 @@ class StoryIndex:
             score, cosine, story = best
             return Assignment(story.story_id, "cluster", round(score, 4),
                               {"cosine": round(cosine, 4),
-                               **self._shared(feats.vector, story.vector())})
+                               **self._shared(feats.vector, self._vector(story))})
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
@@ -221,21 +304,25 @@ class StoryIndex:
         """Stories with the largest partial dot product over indexed terms."""
         postings = self._postings
         indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
-        partial: dict[int, float] = {}
+        partial: dict[float, float] = {}
         get = partial.get
         for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
             posting = postings[term]
-            for sid in islice(reversed(posting), POSTING_SCAN):
-                partial[sid] = get(sid, 0.0) + w * posting[sid]
+            recent = posting[-2 * POSTING_SCAN:]
+            for sid, weight in zip(recent[-2::-2], recent[::-2], strict=True):
+                partial[sid] = get(sid, 0.0) + w * weight
         top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
-        return (self._stories[sid] for sid in top)
+        return (self._stories[int(sid)] for sid in top)
 
-    @staticmethod
-    def _dot(vec: dict[str, float], story: _Story) -> float:
+    def _dot(self, vec: dict[str, float], story: _Story) -> float:
         """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
-        shared = list(filter(vec.__contains__, story.terms))
-        return float(sum(map(mul, map(story.weights.__getitem__, map(story.terms.index, shared)),
-                             map(vec.__getitem__, shared))))
+        terms = list(map(self._terms.__getitem__, story.terms))
+        shared = list(map(vec.__contains__, terms))
+        return float(sum(map(mul, compress(story.weights, shared),
+                             map(vec.__getitem__, compress(terms, shared)))))
+
+    def _vector(self, story: _Story) -> dict[str, float]:
+        return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
@@ -248,80 +335,130 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        self._seen.append((feats.doc.at, feats.terms))
-        self.df.update(feats.terms)
+        try:
+            found = array("I", map(self._ids.__getitem__, feats.terms))
+        except KeyError:  # a term new to the window
+            found = array("I", map(self._id, feats.terms))
+        df = self._df
+        for i in found:
+            df[i] += 1
+        self._seen.append(feats.at, found)
+
+    def _id(self, term: str) -> int:
+        """The term's id, a new one (nothing holding it yet) if the term has none."""
+        i = self._ids.get(term)
+        if i is not None:
+            return i
+        if self._free:
+            i = self._free.pop()
+            self._terms[i] = term
+        else:
+            i = len(self._terms)
+            self._terms.append(term)
+            self._df.append(0)
+            self._held.append(0)
+        self._ids[term] = i
+        return i
+
+    def _release(self, ids: array[int], counts: list[int], other: list[int]) -> None:
+        """Decrement `counts` (`_df` or `_held`) of `ids`; free those neither holds any more."""
+        terms = self._terms
+        for i in ids:
+            left = counts[i] - 1
+            counts[i] = left
+            if not left and not other[i]:
+                del self._ids[terms[i]]
+                terms[i] = ""
+                self._free.append(i)
 
     def add(self, feats: Features, story_id: int) -> None:
-        """Record that the document joined (or started) `story_id`."""
+        """Record that the document (already `observe`d) joined (or started) `story_id`."""
         doc = feats.doc
         story = self._stories.pop(story_id, None)
         if story is None:
-            story = _Story(story_id, (), array("f"), doc.at)
+            story = _Story(story_id, array("I"), array("f"), feats.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
         merged = dict(zip(story.terms, map(mul, story.weights, repeat(story.size)), strict=True))
         vec = feats.vector
-        merged.update(zip(vec, map(plus, map(merged.get, vec, repeat(0.0)), vec.values()),
+        ids = list(map(self._ids.__getitem__, vec))
+        merged.update(zip(ids, map(plus, map(merged.get, ids, repeat(0.0)), vec.values()),
                           strict=True))
         centroid = _top_normalised(merged, CENTROID_TERMS)
-        story.terms, story.weights = tuple(centroid), array("f", centroid.values())
+        old = story.terms
+        story.terms, story.weights = array("I", centroid), array("f", centroid.values())
+        held = self._held
+        for i in story.terms:
+            held[i] += 1
+        self._reindex(story, old[:INDEX_TERMS])
+        self._release(old, held, self._df)
         story.size += 1
         if len(story.names) < STORY_NAMES:
             story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
-        story.last_at = max(story.last_at, doc.at)
-        self._reindex(story)
+        story.last_at = max(story.last_at, feats.at)
         if feats.simhash is not None:
-            story.copies = (*story.copies, (feats.simhash, doc.entry_id))[-COPIES_KEPT:]
-        member = _Member(doc.at, doc.entry_id, story_id,
-                         tuple(key_hash(k) for _, k in self._exact_keys(doc)))
-        self._members.append(member)
-        for key in member.keys:
-            self._exact.setdefault(key, member)
+            story.copies.extend((feats.simhash, doc.entry_id))
+            del story.copies[:-2 * COPIES_KEPT]
+        seq = self._members.append(feats.at, array(
+            "q", (doc.entry_id, story_id, *(digest for *_, digest in feats.exact))))
+        for *_, digest in feats.exact:
+            self._exact.setdefault(digest, seq)
 
-    def _reindex(self, story: _Story) -> None:
+    def _reindex(self, story: _Story, indexed: array[int]) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
         top = story.terms[:INDEX_TERMS]
-        for term in set(story.indexed) - set(top):
-            self._unpost(term, story.story_id)
-        for term, weight in zip(top, story.weights, strict=False):
-            posting = self._postings.setdefault(term, {})
-            posting.pop(story.story_id, None)
-            posting[story.story_id] = weight
-        story.indexed = top
+        sid, terms = story.story_id, self._terms
+        for i in set(indexed) - set(top):
+            self._unpost(terms[i], sid)
+        postings = self._postings
+        for i, weight in zip(top, story.weights, strict=False):
+            term = terms[i]
+            posting = postings.get(term)
+            if posting is None:
+                postings[term] = array("d", (sid, weight))
+                continue
+            if i in indexed:
+                _drop_posting(posting, sid)
+            posting.extend((sid, weight))
 
     def _unpost(self, term: str, story_id: int) -> None:
-        posting = self._postings.get(term)
-        if posting is not None:
-            posting.pop(story_id, None)
-            if not posting:
-                del self._postings[term]
+        posting = self._postings[term]
+        _drop_posting(posting, story_id)
+        if not posting:
+            del self._postings[term]
 
     def expire(self, now: datetime) -> int:
         """Forget documents and stories older than the window; returns stories dropped."""
-        cutoff = now - self.window
-        while self._seen and self._seen[0][0] < cutoff:
-            for term in self._seen.popleft()[1]:
-                left = self.df[term] - 1
-                if left:
-                    self.df[term] = left
-                else:
-                    del self.df[term]
-        while self._members and self._members[0].at < cutoff:
-            self._forget(self._members.popleft())
+        cutoff = _micros(now) - self._window_us
+        for _, found in self._seen.drop(cutoff):
+            self._release(found, self._df, self._held)
+        exact = self._exact
+        for seq, record in self._members.drop(cutoff):
+            for digest in record[2:]:
+                if exact.get(digest) == seq:
+                    del exact[digest]
         old = []
         for sid, story in self._stories.items():
             if story.last_at >= cutoff:
                 break
             old.append(sid)
         for sid in old:
-            for term in self._stories.pop(sid).indexed:
-                self._unpost(term, sid)
+            story = self._stories.pop(sid)
+            for i in story.terms[:INDEX_TERMS]:
+                self._unpost(self._terms[i], sid)
+            self._release(story.terms, self._held, self._df)
         return len(old)
-
-    def _forget(self, member: _Member) -> None:
-        for key in member.keys:
-            if self._exact.get(key) is member:
-                del self._exact[key]
 
     @property
     def open_stories(self) -> int:
         return len(self._stories)
+
+
+def _exact_keys(doc: Doc) -> list[tuple[str, str]]:
+    keys = []
+    if doc.guid:
+        keys.append(("exact_guid", "g:" + doc.guid))
+    if doc.canonical_url:
+        keys.append(("exact_url", "u:" + doc.canonical_url))
+    if doc.content_hash:
+        keys.append(("exact_content", "h:" + doc.content_hash))
+    return keys

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,8 +33,6 @@ from monitor.stories.cluster import Doc, StoryIndex
 
 REBUILD_CHUNK = 500
 """Entries replayed between two `pace` calls of a rebuild."""
-Pace = Callable[[float], bool]
-"""Told how long the last chunk of a rebuild or load took; returns False to stop it."""
 BATCH = 500
 """Entries per transaction: large enough to amortise the queries, small enough
 that a batch holds the write lock for well under a second."""
@@ -88,7 +86,7 @@ class StoryStage:
         self.seen_member = 0
         """The newest story member the index holds (see `_catch_up`)."""
 
-    def rebuild(self, now: datetime, pace: Pace = lambda _seconds: True) -> int | None:
+    def rebuild(self, now: datetime, pace: snapshot.Pace = lambda _seconds: True) -> int | None:
         """Reload the clustering state from the members inside the window.
 
         Needs no lock: members are only added under the ingest lock, so every
@@ -106,7 +104,8 @@ class StoryStage:
         self._install(fresh, upto)
         return done[0]
 
-    def restore(self, path: Path, now: datetime, pace: Pace = lambda _seconds: True) -> int | None:
+    def restore(self, path: Path, now: datetime,
+                pace: snapshot.Pace = lambda _seconds: True) -> int | None:
         """Load the index saved at `path`, then replay the members added since it was saved.
 
         Raises `snapshot.Refused` (or OSError) when the file is damaged, or was
@@ -284,7 +283,7 @@ class StoryStage:
             return queries.has_backlog(session)
 
 
-def _replay(index: StoryIndex, rows: Iterable[Any], pace: Pace) -> tuple[int, Any] | None:
+def _replay(index: StoryIndex, rows: Iterable[Any], pace: snapshot.Pace) -> tuple[int, Any] | None:
     """Remember stored members (rows as `queries.window_docs`), pacing every REBUILD_CHUNK.
 
     Returns how many and the last row, or None when `pace` stopped it.

@@ -145,6 +145,13 @@ def _charset_fixups(out: str) -> str:
     return out.translate(_cp1252)
 
 
+def _once(seen: set[str], kind: str) -> None:
+    """Duplicated fields follow feedparser rules we do not copy: leave them to it."""
+    if kind in seen:
+        raise _Decline(f"more than one {kind}")
+    seen.add(kind)
+
+
 @dataclass
 class _Item:
     """One entry as feedparser's dictionary would hold the fields we keep."""
@@ -165,10 +172,7 @@ class _Item:
     seen: set[str] = field(default_factory=set)
 
     def once(self, kind: str) -> None:
-        """Duplicated fields follow feedparser rules we do not copy: leave them to it."""
-        if kind in self.seen:
-            raise _Decline(f"more than one {kind}")
-        self.seen.add(kind)
+        _once(self.seen, kind)
 
     def category(self, el: ET.Element, term: str | None, scheme: str | None,
                  label: str | None) -> None:
@@ -217,9 +221,7 @@ class _Feed:
         self.seen: set[str] = set()
 
     def once(self, kind: str) -> None:
-        if kind in self.seen:
-            raise _Decline(f"more than one feed {kind}")
-        self.seen.add(kind)
+        _once(self.seen, kind)
 
     def root_language(self, attrs: tuple[str, ...]) -> None:
         _attrs(self.root, (*attrs, _XML_LANG))

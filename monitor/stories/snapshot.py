@@ -64,7 +64,8 @@ ALLOWED = {
 containers and values, whatever layout the index takes."""
 
 Pace = Callable[[float], bool]
-"""Told the seconds spent since its last call; returns False to stop the load."""
+"""Told the seconds spent since its last call; returns False to stop the load (or the
+rebuild, `StoryStage.rebuild`)."""
 
 
 class Refused(Exception):

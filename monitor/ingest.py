@@ -107,6 +107,10 @@ class Ingestor:
     def _apply_all(self, session: Session, polls: list[Poll],
                    now: datetime) -> list[IngestReport]:
         feeds = queries.feeds_by_id(session, [p.feed_id for p in polls])
+        items = {p.feed_id: p.items if p.items is not None else normalise(p.parsed.entries, now)
+                 for p in polls if p.parsed is not None and p.feed_id in feeds}
+        known = queries.known_keys(session, {feed_id: (k for i in its for _, k in i.keys)
+                                             for feed_id, its in items.items()})
         reports = []
         fetched: list[_Fetched] = []
         for poll in polls:
@@ -119,18 +123,16 @@ class Ingestor:
             self._update_feed(session, feed, poll.result, outcome, poll.parse_error, poll.parsed,
                               now)
             if poll.parsed is not None:
-                items = poll.items if poll.items is not None else normalise(
-                    poll.parsed.entries, now)
-                fetched.append(_Fetched(feed.id, report,
-                                        self._identify(session, feed, items, report)))
+                fetched.append(_Fetched(feed.id, report, self._identify(
+                    session, feed, items[feed.id], known[feed.id], report)))
         if fetched:
             self._store_entries(session, fetched, now)
         return reports
 
     def _identify(self, session: Session, feed: Feed, items: list[NormalisedEntry],
+                  known: dict[str, identity.Known],
                   report: IngestReport) -> list[identity.Decision]:
         """Which stored entry each item is; pruned ones are skipped (tombstones)."""
-        known = queries.known_keys(session, feed.id, (k for i in items for _, k in i.keys))
         plan = identity.resolve(items, known, feed.identity_level, feed.identity_strikes)
         if plan.level != feed.identity_level:
             log.warning("feed identity keys proved unstable; using the next kind of key",

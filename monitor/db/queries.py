@@ -6,7 +6,7 @@ the caller so that a story change and the alert it raises commit together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from monitor.db.models import (
     UNCLUSTERED,
@@ -198,27 +199,57 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def known_keys(session: Session, feed_id: int, keys: Iterable[str]) -> dict[str, Known]:
-    """What this feed's key index holds for `keys` (entries, tombstones, ambiguous keys)."""
-    wanted = sorted(set(keys))
-    out: dict[str, Known] = {}
-    for i in range(0, len(wanted), _IN_CHUNK):
-        rows = session.execute(select(EntryKey.key, EntryKey.entry_id, EntryKey.ambiguous)
-                               .where(EntryKey.feed_id == feed_id,
-                                      EntryKey.key.in_(wanted[i:i + _IN_CHUNK])))
-        for key, entry_id, ambiguous in rows:
-            out[key] = Known(entry_id, bool(ambiguous))
+_KNOWN_KEYS = (select(EntryKey.key, EntryKey.entry_id, EntryKey.ambiguous)
+               .where(EntryKey.feed_id == bindparam("feed"),
+                      EntryKey.key.in_(bindparam("keys", expanding=True))))
+"""One cached statement for every lookup; only the expanded keys differ. (A row-value
+IN over (feed, key) pairs would do it in one query, but SQLite scans the table for it.)"""
+
+
+def known_keys(session: Session,
+               wanted: Mapping[int, Iterable[str]]) -> dict[int, dict[str, Known]]:
+    """What each feed's key index holds for its keys (entries, tombstones, ambiguous keys)."""
+    out: dict[int, dict[str, Known]] = {}
+    for feed_id, keys in wanted.items():
+        found = out[feed_id] = {}
+        ordered = sorted(set(keys))
+        for i in range(0, len(ordered), _IN_CHUNK):
+            for key, entry_id, ambiguous in session.execute(
+                    _KNOWN_KEYS, {"feed": feed_id, "keys": ordered[i:i + _IN_CHUNK]}):
+                found[key] = Known(entry_id, bool(ambiguous))
     return out
+
+
+_REMEMBER: dict[str, SQLCompiler] = {}
+"""The key insert compiled once per dialect (see `remember_keys`)."""
+_KEY_COLUMNS = ("feed_id", "key", "entry_id", "ambiguous")
 
 
 def remember_keys(session: Session,
                   entries: Iterable[tuple[int, int, Iterable[str]]]) -> None:
-    """Index entries under their keys, as (feed, entry, keys); known keys keep their entry."""
-    rows = [{"feed_id": feed_id, "key": k, "entry_id": entry_id, "ambiguous": False}
-            for feed_id, entry_id, keys in entries for k in keys]
-    if rows:  # executemany: one cached statement whatever the number of rows
-        session.execute(_insert(session)(ENTRY_KEYS)
-                        .on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
+    """Index entries under their keys, as (feed, entry, keys); known keys keep their entry.
+
+    The rows go to the driver's executemany as they are: SQLAlchemy would process
+    every parameter of every row in Python, which costs more than the insert itself
+    at tens of thousands of keys per group commit, and these plain ints, strings and
+    booleans need no conversion.
+    """
+    rows = [(feed_id, k, entry_id, False) for feed_id, entry_id, keys in entries for k in keys]
+    if not rows:
+        return
+    conn = session.connection()
+    compiled = _REMEMBER.get(conn.dialect.name)
+    if compiled is None:
+        stmt = _insert(session)(ENTRY_KEYS).on_conflict_do_nothing(
+            index_elements=["feed_id", "key"])
+        compiled = _REMEMBER[conn.dialect.name] = cast(SQLCompiler, stmt.compile(
+            dialect=conn.dialect, column_keys=list(_KEY_COLUMNS)))
+    if compiled.positional:
+        order = [_KEY_COLUMNS.index(name) for name in compiled.positiontup or ()]
+        conn.exec_driver_sql(str(compiled), [tuple(row[i] for i in order) for row in rows])
+    else:
+        conn.exec_driver_sql(str(compiled), [dict(zip(_KEY_COLUMNS, row, strict=True))
+                                             for row in rows])
 
 
 def mark_ambiguous(session: Session, feed_id: int, keys: Iterable[str]) -> None:
@@ -243,12 +274,17 @@ def _entry_values(feed_id: int, key: str, e: NormalisedEntry,
 
 def insert_entries(session: Session, items: Sequence[tuple[int, NormalisedEntry, str]],
                    fetched_at: datetime) -> list[int]:
-    """Insert new entries, each (feed, entry, key), in one statement; their ids in order."""
+    """Insert new entries, each (feed, entry, key), in one statement; their ids in order.
+
+    Ids are matched back by (feed, key), which is unique: asking for RETURNING in
+    parameter order instead makes SQLAlchemy insert one row per statement on SQLite.
+    """
     if not items:
         return []
     rows = [_entry_values(feed_id, key, e, fetched_at) for feed_id, e, key in items]
-    return list(session.scalars(insert(ENTRIES)
-                                .returning(ENTRIES.c.id, sort_by_parameter_order=True), rows))
+    ids = {(feed_id, key): entry_id for entry_id, feed_id, key in session.execute(
+        insert(ENTRIES).returning(ENTRIES.c.id, ENTRIES.c.feed_id, ENTRIES.c.entry_key), rows)}
+    return [ids[feed_id, key] for feed_id, _, key in items]
 
 
 @dataclass(frozen=True)

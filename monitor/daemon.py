@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +40,7 @@ from monitor.db.engine import (
     session_factory,
     upgrade,
 )
+from monitor.db.queries import Claim
 from monitor.feeds import fetch
 from monitor.feeds.clients import SlotClients
 from monitor.feeds.guard import AddressGuard
@@ -76,19 +77,6 @@ STORY_POLL = 1.0
 entries, retries after an error)."""
 
 ReportHook = Callable[[StageReport], None]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed feed: what its poll needs, detached from the database session."""
-
-    feed_id: int
-    url: str
-    host: str
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    due: datetime
 
 
 class StartupError(Exception):
@@ -247,7 +235,7 @@ class Daemon:
             self._inflight[job.feed_id] = task
             task.add_done_callback(functools.partial(self._done, job, slot))
 
-    def _done(self, job: Job, slot: int, _task: asyncio.Task[None]) -> None:
+    def _done(self, job: Claim, slot: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job.feed_id, None)
         self.hosts.release(job.host)
         self.pools.release(slot)
@@ -259,7 +247,7 @@ class Daemon:
             self._kicks.add(kick)
             kick.add_done_callback(self._kicks.discard)
 
-    def _claim(self, now: datetime, limit: int) -> tuple[list[Job], float]:
+    def _claim(self, now: datetime, limit: int) -> tuple[list[Claim], float]:
         """Lease due feeds (per-host room permitting); also how overdue the backlog is."""
         with self.sessions.begin() as session:
             queries.serialise(session, queries.CLAIM_LOCK)
@@ -269,15 +257,13 @@ class Daemon:
                 return min(self.hosts.room(host),
                            self.settings.polling.host_concurrency - leased.get(host, 0))
 
-            feeds = queries.claim_due_feeds(session, self.owner, now, limit,
-                                            timedelta(seconds=self.settings.polling.lease), room)
-            jobs = [Job(f.id, f.url, f.host, f.etag, f.last_modified, f.body_hash,
-                        f.next_check_at) for f in feeds]
-            oldest = queries.oldest_due(session, now)
+            jobs, oldest = queries.claim_due_feeds(
+                session, self.owner, now, limit, timedelta(seconds=self.settings.polling.lease),
+                room)
         due = [j.due for j in jobs] + ([oldest] if oldest else [])
         return jobs, max((max(0.0, (now - d).total_seconds()) for d in due), default=0.0)
 
-    async def _poll(self, job: Job, client: httpx.AsyncClient) -> None:
+    async def _poll(self, job: Claim, client: httpx.AsyncClient) -> None:
         await self.hosts.wait_turn(job.host)
         result = await fetch.fetch(client, fetch.FetchRequest(job.url, job.etag,
                                                                    job.last_modified),

@@ -84,8 +84,9 @@ def test_retry_after_holds_the_whole_host_in_the_database(tmp_path: Path,
     engine = make_engine(db)
     with session_factory(engine).begin() as session:
         later = datetime.now(UTC) + timedelta(minutes=30)
-        claimed = queries.claim_due_feeds(session, "t", later, 10, timedelta(minutes=1))
-        assert claimed == [], "no feed of a held host is claimed, however overdue"
+        claimed, oldest = queries.claim_due_feeds(session, "t", later, 10,
+                                                  timedelta(minutes=1))
+        assert claimed == [] and oldest is None, "no feed of a held host is claimed"
         session.rollback()
     engine.dispose()
 

@@ -75,6 +75,10 @@ class DatabaseInfo(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
+LEASED = text("lease_expires_at IS NOT NULL")
+"""Feeds claimed by an instance whose poll has not been stored yet."""
+
+
 class Feed(Base):
     __tablename__ = "feeds"
 
@@ -112,7 +116,13 @@ class Feed(Base):
     """Lowest identity key kind trusted: 0 GUID, 1 link, 2 title+date, 3 title+content."""
     identity_strikes: Mapped[int] = mapped_column(default=0)
 
-    __table_args__ = (Index("ix_feeds_due", "enabled", "next_check_at"),)
+    __table_args__ = (
+        Index("ix_feeds_due", "enabled", "next_check_at"),
+        # Feeds in flight (leased), per host: every claim counts them, and a lease is
+        # cleared when its poll is stored, so this index holds only the fetches under way.
+        Index("ix_feeds_leased", "host", "lease_expires_at", sqlite_where=LEASED,
+              postgresql_where=LEASED),
+    )
 
 
 class Host(Base):

@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +116,8 @@ class Daemon:
         self._restarts_seen = 0
         self._dispatching = self._again = self._backlog = False
         self._kicks: set[asyncio.Future[None]] = set()
+        self._jobs: set[asyncio.Task[Any]] = set()
+        """Scheduler jobs running now (see `_tracked`)."""
         self._pending: list[tuple[Poll, asyncio.Future[IngestReport]]] = []
         self._flushing = asyncio.Lock()
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
@@ -280,6 +282,11 @@ class Daemon:
                 try:
                     parsed = await self.parsers.parse(body, result.content_type)
                 except FeedParseError as exc:
+                    if self._stop.is_set():
+                        # A stop signal reaches the parser processes too (systemd signals
+                        # the whole unit): not the feed's failure. Its lease is released,
+                        # so it is polled first after the restart.
+                        return
                     parse_error = str(exc)
                 metrics.PARSER_RESTARTS.inc(self.parsers.replaced - self._restarts_seen)
                 self._restarts_seen = self.parsers.replaced
@@ -679,18 +686,19 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         p, d = self.settings.polling, self.settings.delivery
-        scheduler.add_job(self.dispatch, "interval", seconds=p.dispatch_interval,
-                          max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
-        scheduler.add_job(self.deliver, "interval", seconds=d.interval, max_instances=1,
-                          coalesce=True, next_run_time=datetime.now(UTC))
-        scheduler.add_job(self.alert_upkeep, "interval", seconds=d.interval, max_instances=1,
-                          coalesce=True, next_run_time=datetime.now(UTC))
-        scheduler.add_job(self.housekeeping, "interval", seconds=15, max_instances=1,
-                          coalesce=True, next_run_time=datetime.now(UTC))
+        now = datetime.now(UTC)
+        # dispatch guards itself against overlap (a second run asks the first to go
+        # round again), so a tick during a long claim is not "skipped" with a warning.
+        scheduler.add_job(self._tracked(self.dispatch), "interval", seconds=p.dispatch_interval,
+                          max_instances=2, coalesce=True, next_run_time=now)
         r = self.settings.retention
-        scheduler.add_job(self.upkeep, "interval", seconds=r.interval, max_instances=1,
-                          coalesce=True,
-                          next_run_time=datetime.now(UTC) + timedelta(seconds=min(60, r.interval)))
+        for job, seconds, first in ((self.deliver, d.interval, now),
+                                    (self.alert_upkeep, d.interval, now),
+                                    (self.housekeeping, 15, now),
+                                    (self.upkeep, r.interval,
+                                     now + timedelta(seconds=min(60, r.interval)))):
+            scheduler.add_job(self._tracked(job), "interval", seconds=seconds, max_instances=1,
+                              coalesce=True, next_run_time=first)
         scheduler.start()
         stories = asyncio.create_task(self._run_stories())
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
@@ -698,7 +706,7 @@ class Daemon:
         self.sd.send("READY=1", self._status_line())
         watchdog = self._start_watchdog()
         log.info("storywatch running", extra={
-            "version": __version__, "feeds": len(self.settings.feeds), "rules": len(self.rules),
+            "version": __version__, "feeds": self._counts.get("feeds", 0), "rules": len(self.rules),
             "metrics": f"{web.host}:{web.port}" if web else "off"})
         if ready:
             ready()
@@ -707,6 +715,9 @@ class Daemon:
         finally:
             self.sd.send("STOPPING=1")
             log.info("stopping", extra={"inflight": len(self._inflight)})
+            scheduler.pause()
+            if self._jobs:  # let running ticks finish their transaction, not cancel them
+                await asyncio.wait(list(self._jobs), timeout=STOP_GRACE)
             scheduler.shutdown(wait=False)
             if watchdog:
                 await watchdog
@@ -727,6 +738,23 @@ class Daemon:
             if self._lock:
                 self._lock.close()
             log.info("stopped")
+
+    def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A scheduler job whose runs a stop waits for.
+
+        The scheduler cancels running jobs when it shuts down, mid-transaction, and
+        logs each cancellation as a failed job.
+        """
+        @functools.wraps(job)
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                await job()
+            finally:
+                self._jobs.discard(task)
+        return run
 
     async def _start_web(self) -> WebServer | None:
         cfg = self.settings.metrics

@@ -114,12 +114,19 @@ def seed_feeds(server: Server, seeds: list[tuple[str, str]]) -> list[dict[str, A
 class Proc:
     """`storywatch` as a subprocess, with its output captured to a file."""
 
-    def __init__(self, tmp: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, args: list[str], env: dict[str, str] | None = None,
+                 group: bool = False) -> None:
+        """`group`: in a process group of its own, which `signal_group` signals whole."""
         self.log = tmp / f"proc-{time.monotonic_ns()}.log"
         self._out = self.log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", *args], stdout=self._out,
-            stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **(env or {})})
+            stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **(env or {})},
+            start_new_session=group)
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Signal every process of the group, as systemd's default KillMode does."""
+        os.killpg(self.proc.pid, sig)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,7 +103,37 @@ def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, server: S
 
     assert sigterm(proc) == 0
     assert "stopped" in proc.output()
+    assert "raised an exception" not in proc.output(), "no tick is cancelled by the stop"
     assert query(db, select(Feed.lease_owner)) == [(None,)]
+
+
+SLOW_TO_PARSE = (b"<rss version='2.0'><channel><title>t</title><item><title>x</title><author>"
+                 + b"a" * 40_000 + b"</author></item></channel>")
+"""Not well-formed, so it reaches feedparser's quadratic e-mail regex: seconds of parsing."""
+
+
+def test_stop_signal_to_the_whole_group_is_not_a_feed_failure(tmp_path: Path,
+                                                              server: Server) -> None:
+    """systemd signals every process of the unit: a parser killed by the stop is no parse error."""
+    server.routes["/slow.xml"] = Reply(body=SLOW_TO_PARSE)
+    (tmp_path / "rules").mkdir()
+    write_config(tmp_path, {
+        "rules_dir": "rules",
+        "feeds": [{"url": server.url("/slow.xml"), "name": "Slow"}],
+        "polling": {"parse_timeout": 60, "allowed_networks": ["127.0.0.0/8"]},
+        "metrics": {"enabled": False},
+    })
+    db = f"sqlite:///{tmp_path / 'storywatch.db'}"
+    proc = Proc(tmp_path, ["run"], group=True)
+    proc.wait_for("storywatch running")
+    wait_until(lambda: len(server.hits("/slow.xml")) == 1)
+    threading.Event().wait(0.5)  # the body is in a parser process now
+    proc.signal_group(signal.SIGTERM)
+    assert proc.wait() == 0, proc.output()
+    assert "feed fetch failed" not in proc.output()
+    [(outcome, failures, lease)] = query(db, select(Feed.last_outcome, Feed.consecutive_failures,
+                                                    Feed.lease_owner))
+    assert (outcome, failures, lease) == (None, 0, None), "untouched, due again at the next start"
 
 
 def test_daemon_refuses_to_start_with_broken_rules(tmp_path: Path) -> None:

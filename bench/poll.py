@@ -9,12 +9,15 @@ real site would answer). Scenarios:
 Each tool is measured as a subprocess: wall time, CPU seconds (user+system of
 the whole process tree), peak RSS of the process tree, and entries stored
 (checked against the truth). For Storywatch also the time until its story stage has
-clustered every stored entry. Run: `bench/poll` (see --help).
+clustered every stored entry. The "httpx" row is a bare httpx client fetching the same
+feeds (`bench/httpx_floor.py`): what any httpx-based poller pays at least, here.
+Run: `bench/poll` (see --help).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -402,6 +405,30 @@ class Feed2exec:
                        None, self.entries, truth, self.dir, env={"HOME": str(self.dir)})
 
 
+class HttpxFloor:
+    """A bare httpx client fetching every feed (bench/httpx_floor.py): Storywatch's floor."""
+
+    name = "httpx"
+
+    def __init__(self, work: Path, urls: list[str]) -> None:
+        self.dir = work / "httpx"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.urls = self.dir / "urls"
+        self.urls.write_text("\n".join(urls) + "\n")
+        self.state = self.dir / "state.json"
+
+    def entries(self) -> int:
+        if not self.state.exists():
+            return 0
+        return sum(items for _, _, items in json.loads(self.state.read_text()).values())
+
+    def run(self, scenario: str, truth: int) -> Result:
+        return measure(self.name, scenario,
+                       [str(PYTHON), str(ROOT / "bench" / "httpx_floor.py"), str(self.urls),
+                        str(self.state), "64"],
+                       None, self.entries, truth, self.dir)
+
+
 # -- driver ----------------------------------------------------------------------
 def ensure_packages() -> None:
     missing = [pkg for binary, pkg in PACKAGES.items() if shutil.which(binary) is None]
@@ -432,8 +459,9 @@ def main() -> int:
     ap.add_argument("--mixed-feeds", type=int, default=10_000,
                     help="feeds in mixed (10000; 0 skips it)")
     ap.add_argument("--mixed-entries", type=int, default=20, help="entries per mixed feed")
-    ap.add_argument("--peers", default="newsboat,feed2exec",
-                    help="peers to run on cold/warm (comma list, empty for none)")
+    ap.add_argument("--peers", default="newsboat,feed2exec,httpx",
+                    help="peers to run on cold/warm (comma list, empty for none); httpx is "
+                         "a bare httpx client, the floor of any httpx-based poller")
     ap.add_argument("--mixed-peers", default="newsboat",
                     help="peers to run on mixed too (feed2exec needs ~15 min there)")
     ap.add_argument("--port", type=int, default=18080)
@@ -458,7 +486,7 @@ def main() -> int:
         results["warm"]["storywatch"] = sw.run("warm", cold.truth,
                                                lambda: sw.checked_since(t0) >= sw.feeds)
         results["warm-in"] = {"storywatch": sw.cycle("warm-in", cold.truth)}
-        peers = {"newsboat": Newsboat, "feed2exec": Feed2exec}
+        peers = {"newsboat": Newsboat, "feed2exec": Feed2exec, "httpx": HttpxFloor}
         for name in filter(None, args.peers.split(",")):
             peer = peers[name](work / "cold", cold.urls)
             results["cold"][name] = peer.run("cold", cold.truth)

@@ -7,7 +7,8 @@ real site would answer). Scenarios:
          one such cycle inside a daemon that is already running (no start-up)
   mixed  M feeds: 80% unchanged, 15% changed (3 new entries each), 5% errors or slow
 Each tool is measured as a subprocess: wall time, CPU seconds (user+system of
-the whole process tree), peak RSS of the process tree, and entries stored
+the whole process tree), peak memory of the process tree (the sum of RSS, which counts
+pages shared by a forked child twice, and the sum of PSS, which does not), and entries stored
 (checked against the truth). For Storywatch also the time until its story stage has
 clustered every stored entry. The "httpx" row is a bare httpx client fetching the same
 feeds (`bench/httpx_floor.py`): what any httpx-based poller pays at least, here.
@@ -178,16 +179,31 @@ def cpu_of(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def rss_of(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+@dataclass(frozen=True)
+class Memory:
+    rss: int = 0
+    """Sum of the processes' RSS: a page two processes share (a forked child) counts twice."""
+    pss: int = 0
+    """Sum of their proportional set sizes: a shared page is split between its sharers."""
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(max(self.rss, other.rss), max(self.pss, other.pss))
+
+
+def _kib_field(path: str, key: str) -> int:
+    """A `key: N kB` line of a /proc file, in bytes (0 once the process is gone)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def memory_of(pids: list[int]) -> Memory:
+    return Memory(sum(_kib_field(f"/proc/{p}/status", "VmRSS:") for p in pids),
+                  sum(_kib_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
 
 
 @dataclass
@@ -196,7 +212,7 @@ class Result:
     scenario: str
     wall: float
     cpu: float
-    peak_rss: int
+    peak: Memory
     stored: int
     truth: int
     polling: float | None = None
@@ -222,14 +238,14 @@ def measure(tool: str, scenario: str, cmd: list[str], done: Callable[[], bool] |
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT)
-    peak = 0
+    peak = Memory()
     wall: float | None = None
     cpu_done = 0.0
     ready: float | None = None
     sampled = 0.0
     while True:
         if time.monotonic() - sampled > 0.2:
-            peak = max(peak, rss_of(tree(proc.pid)))
+            peak = peak.peak(memory_of(tree(proc.pid)))
             sampled = time.monotonic()
         if ready_line and ready is None and ready_line in log.read_bytes():
             ready = time.monotonic() - started
@@ -348,9 +364,9 @@ class Storywatch:
             time.sleep(1.0)
             pids = tree(proc.pid)
             cpu0, started = cpu_of(pids), self.make_due()
-            t0, peak = time.monotonic(), 0
+            t0, peak = time.monotonic(), Memory()
             while self.checked_since(started) < self.feeds:
-                peak = max(peak, rss_of(pids))
+                peak = peak.peak(memory_of(pids))
                 time.sleep(0.02)
             wall, cpu = time.monotonic() - t0, cpu_of(tree(proc.pid)) - cpu0
         finally:
@@ -447,7 +463,8 @@ def show(r: Result, peers: dict[str, Result]) -> None:
     drained = (f"  clustered after {r.drained:7.2f}s (cpu {r.drained_cpu:7.2f}s)"
                if r.drained is not None and r.drained_cpu is not None else "")
     print(f"{r.scenario:7} {r.tool:10} wall {r.wall:7.2f}s {polling}  cpu {r.cpu:7.2f}s  "
-          f"rss {r.peak_rss / 2**20:6.0f} MiB  entries {r.stored} {ok} {r.truth}{drained}"
+          f"rss {r.peak.rss / 2**20:6.0f} MiB pss {r.peak.pss / 2**20:6.0f} MiB  "
+          f"entries {r.stored} {ok} {r.truth}{drained}"
           + (f"   {ratios}" if r.tool == "storywatch" and ratios else ""), flush=True)
 
 

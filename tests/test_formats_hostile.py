@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from monitor.feeds import worker
 from monitor.feeds.parse import FeedParseError, parse
 from monitor.feeds.worker import Parsed, ParsePool
 
@@ -125,3 +126,21 @@ def test_pathological_feed_is_killed_and_loop_keeps_running(body: bytes) -> None
     ticks, after = asyncio.run(main())
     assert ticks > 5, "the event loop kept running while the parser was stuck"
     assert after.feed.entries[0].title == "One" and after.items[0].title == "One"
+
+
+def test_a_parser_that_cannot_start_is_a_parse_error_not_a_hang(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers start in the background; one that never gets ready fails its feed's parse."""
+    async def main() -> Parsed:
+        pool = ParsePool(1, timeout=5)
+        monkeypatch.setattr(worker, "STARTUP_TIMEOUT", 0.0)  # never ready in time
+        await pool.start()
+        try:
+            with pytest.raises(FeedParseError, match="could not be started"):
+                await pool.parse(RSS_20, None)
+            monkeypatch.undo()
+            return await pool.parse(RSS_20, None)  # the slot is filled on the next parse
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()).items[0].title == "One"

@@ -89,17 +89,30 @@ class ParsePool:
         self.timeout = timeout
         self.replaced = 0
         self._threads = ThreadPoolExecutor(size, thread_name_prefix="storywatch-parse")
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: asyncio.Queue[_Worker | None] | None = None
+        """Worker slots: a worker, or None where one could not be started."""
         self._all: list[_Worker] = []
+        self._starting: list[asyncio.Future[None]] = []
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Start the workers without waiting for them.
+
+        Each takes about a second to import the parser; meanwhile polls that need
+        no parsing (304s) go ahead, and `parse()` waits for the first ready worker.
+        """
         self._idle = asyncio.Queue()
-        workers = await asyncio.gather(*(loop.run_in_executor(self._threads, _Worker)
-                                         for _ in range(self.size)))
-        for w in workers:
-            self._all.append(w)
-            self._idle.put_nowait(w)
+        self._starting = [asyncio.ensure_future(self._start_one()) for _ in range(self.size)]
+
+    async def _start_one(self) -> None:
+        assert self._idle is not None
+        try:
+            worker: _Worker | None = await asyncio.get_running_loop().run_in_executor(
+                self._threads, _Worker)
+        except (RuntimeError, OSError):
+            worker = None  # parse() tries again, and reports it if that fails too
+        if worker is not None:
+            self._all.append(worker)
+        self._idle.put_nowait(worker)
 
     async def parse(self, body: bytes, content_type: str | None) -> Parsed:
         """Parse in a worker; FeedParseError on bad input, on overrun or on a worker crash."""
@@ -107,14 +120,15 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         worker = await self._idle.get()
         try:
-            if not worker.proc.is_alive():
+            if worker is None or not worker.proc.is_alive():
                 worker = await self._replace(worker)
             return await loop.run_in_executor(self._threads, worker.roundtrip, body,
                                               content_type, self.timeout)
         except FeedParseError:
             raise
         except asyncio.CancelledError:
-            worker.proc.kill()  # mid-parse: its late reply must not reach the next caller
+            if worker is not None:
+                worker.proc.kill()  # mid-parse: its late reply must not reach the next caller
             raise
         except TimeoutError:
             worker = await self._replace(worker)
@@ -126,16 +140,22 @@ class ParsePool:
         finally:
             self._idle.put_nowait(worker)
 
-    async def _replace(self, worker: _Worker) -> _Worker:
+    async def _replace(self, worker: _Worker | None) -> _Worker:
         loop = asyncio.get_running_loop()
         self.replaced += 1
-        await loop.run_in_executor(self._threads, worker.kill)
-        fresh = await loop.run_in_executor(self._threads, _Worker)
-        self._all = [fresh if w is worker else w for w in self._all]
+        if worker is not None:
+            await loop.run_in_executor(self._threads, worker.kill)
+            self._all = [w for w in self._all if w is not worker]
+        try:
+            fresh = await loop.run_in_executor(self._threads, _Worker)
+        except (RuntimeError, OSError):
+            raise FeedParseError("a parser process could not be started") from None
+        self._all.append(fresh)
         return fresh
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        await asyncio.gather(*self._starting, return_exceptions=True)
         for w in self._all:
             await loop.run_in_executor(self._threads, w.kill)
         self._all = []

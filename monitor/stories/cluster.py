@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import compress, repeat
-from operator import add as plus
-from operator import itemgetter, mul, truediv
+from operator import itemgetter
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from monitor.stories import nearcopy
-from monitor.stories.features import term_counts
+from monitor.stories.features import analyse
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -59,6 +59,7 @@ _MICROSECOND = timedelta(microseconds=1)
 K = TypeVar("K")
 
 
+@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Doc:
     """What clustering needs to know about one entry."""
@@ -88,6 +89,7 @@ class Features:
     """`doc.at` in microseconds since the epoch (see `_micros`)."""
 
 
+@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Assignment:
     story_id: int | None
@@ -97,6 +99,7 @@ class Assignment:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@mypyc_attr(serializable=True)
 @dataclass(slots=True)
 class _Story:
     story_id: int
@@ -111,6 +114,7 @@ class _Story:
     """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
 
 
+@mypyc_attr(serializable=True)
 class _Log:
     """Per-document records in arrival order as flat arrays, oldest dropped first.
 
@@ -183,15 +187,29 @@ def _drop_posting(posting: array[float], story_id: int) -> None:
     del posting[k:k + 2]
 
 
+def _dot(vec: dict[int, float], story: _Story) -> float:
+    """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
+    total = 0.0
+    weights = story.weights
+    for k, i in enumerate(story.terms):
+        w = vec.get(i)
+        if w is not None:
+            total += weights[k] * w
+    return total
+
+
 def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
-    if not vec:
-        return {}
-    terms, weights = zip(*sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep],
-                          strict=True)
-    norm = math.sqrt(sum(map(mul, weights, weights))) or 1.0
-    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True))
+    top = sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep]
+    norm = 0.0
+    for _, w in top:
+        norm += w * w
+    norm = math.sqrt(norm) or 1.0
+    return {t: w / norm for t, w in top}
 
 
+# Pickled by snapshot.py: loading must not call __init__ (serializable); compiled, a
+# serializable class constructed from interpreted code only runs __init__ with this flag.
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class StoryIndex:
     """The in-memory clustering state; rebuilt from the database at start.
 
@@ -238,15 +256,17 @@ class StoryIndex:
         return {t: df[i] for t, i in self._ids.items() if df[i]}
 
     def features(self, doc: Doc) -> Features:
-        found = term_counts(doc.title, doc.text)
+        found, hashes = analyse(doc.title, doc.text)
         counts = found.weights
         ids, df, log = self._ids, self._df, math.log
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
-        raw = {t: (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
-               for t, c, i in zip(counts, counts.values(), map(ids.get, counts), strict=True)
-               if c > 0}
+        raw: dict[str, float] = {}
+        for t, c in counts.items():
+            if c > 0:
+                i = ids.get(t)
+                raw[t] = (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
         return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
-                        nearcopy.simhash(doc.title, doc.text), found.names,
+                        nearcopy.signature(hashes), found.names,
                         tuple((reason, key, key_hash(key)) for reason, key in _exact_keys(doc)),
                         _micros(doc.at))
 
@@ -283,11 +303,18 @@ class StoryIndex:
                           {"entry": entry_id, "bits_differing": d})
 
     def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
+        ids = self._ids
+        by_id: dict[int, float] = {}
+        for term, w in feats.vector.items():
+            i = ids.get(term)
+            if i is not None:  # a term without an id is in no centroid
+                by_id[i] = w
         best: tuple[float, float, _Story] | None = None
+        scale = TIME_SCALE.total_seconds()
         for story in candidates:
             gap = abs(feats.at - story.last_at) / 1_000_000  # exactly timedelta.total_seconds
-            cosine = self._dot(feats.vector, story)
-            score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
+            cosine = _dot(by_id, story)
+            score = cosine * math.exp(-0.5 * (gap / scale) ** 2)
             if feats.names and story.names and feats.names.isdisjoint(story.names):
                 score *= NO_SHARED_NAME
             if best is None or score > best[0]:
@@ -305,21 +332,13 @@ class StoryIndex:
         postings = self._postings
         indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
         partial: dict[float, float] = {}
-        get = partial.get
         for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            posting = postings[term]
-            recent = posting[-2 * POSTING_SCAN:]
-            for sid, weight in zip(recent[-2::-2], recent[::-2], strict=True):
-                partial[sid] = get(sid, 0.0) + w * weight
+            recent = postings[term][-2 * POSTING_SCAN:]
+            for k in range(len(recent) - 2, -1, -2):  # (story, weight) pairs, newest first
+                sid = recent[k]
+                partial[sid] = partial.get(sid, 0.0) + w * recent[k + 1]
         top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
         return (self._stories[int(sid)] for sid in top)
-
-    def _dot(self, vec: dict[str, float], story: _Story) -> float:
-        """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
-        terms = list(map(self._terms.__getitem__, story.terms))
-        shared = list(map(vec.__contains__, terms))
-        return float(sum(map(mul, compress(story.weights, shared),
-                             map(vec.__getitem__, compress(terms, shared)))))
 
     def _vector(self, story: _Story) -> dict[str, float]:
         return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
@@ -378,11 +397,14 @@ class StoryIndex:
         if story is None:
             story = _Story(story_id, array("I"), array("f"), feats.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
-        merged = dict(zip(story.terms, map(mul, story.weights, repeat(story.size)), strict=True))
-        vec = feats.vector
-        ids = list(map(self._ids.__getitem__, vec))
-        merged.update(zip(ids, map(plus, map(merged.get, ids, repeat(0.0)), vec.values()),
-                          strict=True))
+        merged: dict[int, float] = {}
+        size, weights = story.size, story.weights
+        for k, i in enumerate(story.terms):
+            merged[i] = weights[k] * size
+        ids = self._ids
+        for term, w in feats.vector.items():
+            i = ids[term]
+            merged[i] = merged.get(i, 0.0) + w
         centroid = _top_normalised(merged, CENTROID_TERMS)
         old = story.terms
         story.terms, story.weights = array("I", centroid), array("f", centroid.values())

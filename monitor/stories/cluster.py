@@ -236,8 +236,9 @@ class StoryIndex:
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, array[float]] = {}
-        """term → story id, the term's centroid weight, ... (least recently updated first)."""
+        self._postings: dict[int, array[float]] = {}
+        """term id → story id, the term's centroid weight, ... (least recently updated first).
+        A posted term is in its stories' centroids, so its id is not freed while posted."""
         self._members = _Log("q")
         """Entry id, story id and exact-key hashes of each member."""
         self._exact: dict[int, int] = {}
@@ -280,9 +281,20 @@ class StoryIndex:
                 if story_id in self._stories:
                     return Assignment(story_id, reason, 1.0,
                                       {"key": key[2:][:200], "entry": entry_id})
-        candidates = [story for story in self._candidates(feats)
+        ids, postings = self._ids, self._postings
+        by_id: dict[int, float] = {}
+        """The document's vector over term ids (a term without an id is in no story)."""
+        indexed: list[tuple[float, str, int]] = []
+        for term, w in feats.vector.items():
+            i = ids.get(term)
+            if i is not None:
+                by_id[i] = w
+                if i in postings:
+                    indexed.append((w, term, i))
+        candidates = [story for story in self._candidates(indexed)
                       if abs(feats.at - story.last_at) <= self._window_us]
-        return self._near_copy(feats, candidates) or self._cluster(feats, candidates)
+        return (self._near_copy(feats, candidates)
+                or self._cluster(feats, by_id, candidates))
 
     @staticmethod
     def _near_copy(feats: Features, candidates: list[_Story]) -> Assignment | None:
@@ -302,13 +314,8 @@ class StoryIndex:
         return Assignment(story.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
                           {"entry": entry_id, "bits_differing": d})
 
-    def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
-        ids = self._ids
-        by_id: dict[int, float] = {}
-        for term, w in feats.vector.items():
-            i = ids.get(term)
-            if i is not None:  # a term without an id is in no centroid
-                by_id[i] = w
+    def _cluster(self, feats: Features, by_id: dict[int, float],
+                 candidates: list[_Story]) -> Assignment:
         best: tuple[float, float, _Story] | None = None
         scale = TIME_SCALE.total_seconds()
         for story in candidates:
@@ -327,13 +334,15 @@ class StoryIndex:
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
-    def _candidates(self, feats: Features) -> Iterator[_Story]:
-        """Stories with the largest partial dot product over indexed terms."""
+    def _candidates(self, indexed: list[tuple[float, str, int]]) -> Iterator[_Story]:
+        """Stories with the largest partial dot product over indexed terms.
+
+        `indexed`: (weight, term, id) of the document's terms that have postings;
+        the strongest come first, ties by term."""
         postings = self._postings
-        indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
         partial: dict[float, float] = {}
-        for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            recent = postings[term][-2 * POSTING_SCAN:]
+        for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
+            recent = postings[i][-2 * POSTING_SCAN:]
             for k in range(len(recent) - 2, -1, -2):  # (story, weight) pairs, newest first
                 sid = recent[k]
                 partial[sid] = partial.get(sid, 0.0) + w * recent[k + 1]
@@ -354,14 +363,11 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        try:
-            found = array("I", map(self._ids.__getitem__, feats.terms))
-        except KeyError:  # a term new to the window
-            found = array("I", map(self._id, feats.terms))
+        found = [self._id(t) for t in feats.terms]
         df = self._df
         for i in found:
             df[i] += 1
-        self._seen.append(feats.at, found)
+        self._seen.append(feats.at, array("I", found))
 
     def _id(self, term: str) -> int:
         """The term's id, a new one (nothing holding it yet) if the term has none."""
@@ -428,21 +434,20 @@ class StoryIndex:
     def _reindex(self, story: _Story, indexed: array[int]) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
         top = story.terms[:INDEX_TERMS]
-        sid, terms = story.story_id, self._terms
+        sid = story.story_id
         for i in set(indexed) - set(top):
-            self._unpost(terms[i], sid)
+            self._unpost(i, sid)
         postings = self._postings
         for i, weight in zip(top, story.weights, strict=False):
-            term = terms[i]
-            posting = postings.get(term)
+            posting = postings.get(i)
             if posting is None:
-                postings[term] = array("d", (sid, weight))
+                postings[i] = array("d", (sid, weight))
                 continue
             if i in indexed:
                 _drop_posting(posting, sid)
             posting.extend((sid, weight))
 
-    def _unpost(self, term: str, story_id: int) -> None:
+    def _unpost(self, term: int, story_id: int) -> None:
         posting = self._postings[term]
         _drop_posting(posting, story_id)
         if not posting:
@@ -466,7 +471,7 @@ class StoryIndex:
         for sid in old:
             story = self._stories.pop(sid)
             for i in story.terms[:INDEX_TERMS]:
-                self._unpost(self._terms[i], sid)
+                self._unpost(i, sid)
             self._release(story.terms, self._held, self._df)
         return len(old)
 

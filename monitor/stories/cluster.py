@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import compress, repeat
-from operator import add as plus
-from operator import itemgetter, mul, truediv
+from operator import itemgetter
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from monitor.stories import nearcopy
-from monitor.stories.features import term_counts
+from monitor.stories.features import analyse
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -59,6 +59,7 @@ _MICROSECOND = timedelta(microseconds=1)
 K = TypeVar("K")
 
 
+@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Doc:
     """What clustering needs to know about one entry."""
@@ -88,6 +89,7 @@ class Features:
     """`doc.at` in microseconds since the epoch (see `_micros`)."""
 
 
+@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Assignment:
     story_id: int | None
@@ -97,6 +99,7 @@ class Assignment:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@mypyc_attr(serializable=True)
 @dataclass(slots=True)
 class _Story:
     story_id: int
@@ -111,6 +114,7 @@ class _Story:
     """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
 
 
+@mypyc_attr(serializable=True)
 class _Log:
     """Per-document records in arrival order as flat arrays, oldest dropped first.
 
@@ -183,15 +187,29 @@ def _drop_posting(posting: array[float], story_id: int) -> None:
     del posting[k:k + 2]
 
 
+def _dot(vec: dict[int, float], story: _Story) -> float:
+    """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
+    total = 0.0
+    weights = story.weights
+    for k, i in enumerate(story.terms):
+        w = vec.get(i)
+        if w is not None:
+            total += weights[k] * w
+    return total
+
+
 def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
-    if not vec:
-        return {}
-    terms, weights = zip(*sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep],
-                          strict=True)
-    norm = math.sqrt(sum(map(mul, weights, weights))) or 1.0
-    return dict(zip(terms, map(truediv, weights, repeat(norm)), strict=True))
+    top = sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep]
+    norm = 0.0
+    for _, w in top:
+        norm += w * w
+    norm = math.sqrt(norm) or 1.0
+    return {t: w / norm for t, w in top}
 
 
+# Pickled by snapshot.py: loading must not call __init__ (serializable); compiled, a
+# serializable class constructed from interpreted code only runs __init__ with this flag.
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class StoryIndex:
     """The in-memory clustering state; rebuilt from the database at start.
 
@@ -218,8 +236,9 @@ class StoryIndex:
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, array[float]] = {}
-        """term → story id, the term's centroid weight, ... (least recently updated first)."""
+        self._postings: dict[int, array[float]] = {}
+        """term id → story id, the term's centroid weight, ... (least recently updated first).
+        A posted term is in its stories' centroids, so its id is not freed while posted."""
         self._members = _Log("q")
         """Entry id, story id and exact-key hashes of each member."""
         self._exact: dict[int, int] = {}
@@ -238,15 +257,17 @@ class StoryIndex:
         return {t: df[i] for t, i in self._ids.items() if df[i]}
 
     def features(self, doc: Doc) -> Features:
-        found = term_counts(doc.title, doc.text)
+        found, hashes = analyse(doc.title, doc.text)
         counts = found.weights
         ids, df, log = self._ids, self._df, math.log
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
-        raw = {t: (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
-               for t, c, i in zip(counts, counts.values(), map(ids.get, counts), strict=True)
-               if c > 0}
+        raw: dict[str, float] = {}
+        for t, c in counts.items():
+            if c > 0:
+                i = ids.get(t)
+                raw[t] = (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
         return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
-                        nearcopy.simhash(doc.title, doc.text), found.names,
+                        nearcopy.signature(hashes), found.names,
                         tuple((reason, key, key_hash(key)) for reason, key in _exact_keys(doc)),
                         _micros(doc.at))
 
@@ -260,9 +281,20 @@ class StoryIndex:
                 if story_id in self._stories:
                     return Assignment(story_id, reason, 1.0,
                                       {"key": key[2:][:200], "entry": entry_id})
-        candidates = [story for story in self._candidates(feats)
+        ids, postings = self._ids, self._postings
+        by_id: dict[int, float] = {}
+        """The document's vector over term ids (a term without an id is in no story)."""
+        indexed: list[tuple[float, str, int]] = []
+        for term, w in feats.vector.items():
+            i = ids.get(term)
+            if i is not None:
+                by_id[i] = w
+                if i in postings:
+                    indexed.append((w, term, i))
+        candidates = [story for story in self._candidates(indexed)
                       if abs(feats.at - story.last_at) <= self._window_us]
-        return self._near_copy(feats, candidates) or self._cluster(feats, candidates)
+        return (self._near_copy(feats, candidates)
+                or self._cluster(feats, by_id, candidates))
 
     @staticmethod
     def _near_copy(feats: Features, candidates: list[_Story]) -> Assignment | None:
@@ -282,12 +314,14 @@ class StoryIndex:
         return Assignment(story.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
                           {"entry": entry_id, "bits_differing": d})
 
-    def _cluster(self, feats: Features, candidates: list[_Story]) -> Assignment:
+    def _cluster(self, feats: Features, by_id: dict[int, float],
+                 candidates: list[_Story]) -> Assignment:
         best: tuple[float, float, _Story] | None = None
+        scale = TIME_SCALE.total_seconds()
         for story in candidates:
             gap = abs(feats.at - story.last_at) / 1_000_000  # exactly timedelta.total_seconds
-            cosine = self._dot(feats.vector, story)
-            score = cosine * math.exp(-0.5 * (gap / TIME_SCALE.total_seconds()) ** 2)
+            cosine = _dot(by_id, story)
+            score = cosine * math.exp(-0.5 * (gap / scale) ** 2)
             if feats.names and story.names and feats.names.isdisjoint(story.names):
                 score *= NO_SHARED_NAME
             if best is None or score > best[0]:
@@ -300,26 +334,20 @@ class StoryIndex:
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
-    def _candidates(self, feats: Features) -> Iterator[_Story]:
-        """Stories with the largest partial dot product over indexed terms."""
+    def _candidates(self, indexed: list[tuple[float, str, int]]) -> Iterator[_Story]:
+        """Stories with the largest partial dot product over indexed terms.
+
+        `indexed`: (weight, term, id) of the document's terms that have postings;
+        the strongest come first, ties by term."""
         postings = self._postings
-        indexed = [(w, t) for t, w in feats.vector.items() if t in postings]
         partial: dict[float, float] = {}
-        get = partial.get
-        for w, term in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            posting = postings[term]
-            recent = posting[-2 * POSTING_SCAN:]
-            for sid, weight in zip(recent[-2::-2], recent[::-2], strict=True):
-                partial[sid] = get(sid, 0.0) + w * weight
+        for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
+            recent = postings[i][-2 * POSTING_SCAN:]
+            for k in range(len(recent) - 2, -1, -2):  # (story, weight) pairs, newest first
+                sid = recent[k]
+                partial[sid] = partial.get(sid, 0.0) + w * recent[k + 1]
         top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
         return (self._stories[int(sid)] for sid in top)
-
-    def _dot(self, vec: dict[str, float], story: _Story) -> float:
-        """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
-        terms = list(map(self._terms.__getitem__, story.terms))
-        shared = list(map(vec.__contains__, terms))
-        return float(sum(map(mul, compress(story.weights, shared),
-                             map(vec.__getitem__, compress(terms, shared)))))
 
     def _vector(self, story: _Story) -> dict[str, float]:
         return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
@@ -335,14 +363,11 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        try:
-            found = array("I", map(self._ids.__getitem__, feats.terms))
-        except KeyError:  # a term new to the window
-            found = array("I", map(self._id, feats.terms))
+        found = [self._id(t) for t in feats.terms]
         df = self._df
         for i in found:
             df[i] += 1
-        self._seen.append(feats.at, found)
+        self._seen.append(feats.at, array("I", found))
 
     def _id(self, term: str) -> int:
         """The term's id, a new one (nothing holding it yet) if the term has none."""
@@ -378,11 +403,14 @@ class StoryIndex:
         if story is None:
             story = _Story(story_id, array("I"), array("f"), feats.at)
         self._stories[story_id] = story  # most recently updated last, for expiry
-        merged = dict(zip(story.terms, map(mul, story.weights, repeat(story.size)), strict=True))
-        vec = feats.vector
-        ids = list(map(self._ids.__getitem__, vec))
-        merged.update(zip(ids, map(plus, map(merged.get, ids, repeat(0.0)), vec.values()),
-                          strict=True))
+        merged: dict[int, float] = {}
+        size, weights = story.size, story.weights
+        for k, i in enumerate(story.terms):
+            merged[i] = weights[k] * size
+        ids = self._ids
+        for term, w in feats.vector.items():
+            i = ids[term]
+            merged[i] = merged.get(i, 0.0) + w
         centroid = _top_normalised(merged, CENTROID_TERMS)
         old = story.terms
         story.terms, story.weights = array("I", centroid), array("f", centroid.values())
@@ -406,21 +434,20 @@ class StoryIndex:
     def _reindex(self, story: _Story, indexed: array[int]) -> None:
         """Index the story's top terms; re-entering moves it to the recent end of postings."""
         top = story.terms[:INDEX_TERMS]
-        sid, terms = story.story_id, self._terms
+        sid = story.story_id
         for i in set(indexed) - set(top):
-            self._unpost(terms[i], sid)
+            self._unpost(i, sid)
         postings = self._postings
         for i, weight in zip(top, story.weights, strict=False):
-            term = terms[i]
-            posting = postings.get(term)
+            posting = postings.get(i)
             if posting is None:
-                postings[term] = array("d", (sid, weight))
+                postings[i] = array("d", (sid, weight))
                 continue
             if i in indexed:
                 _drop_posting(posting, sid)
             posting.extend((sid, weight))
 
-    def _unpost(self, term: str, story_id: int) -> None:
+    def _unpost(self, term: int, story_id: int) -> None:
         posting = self._postings[term]
         _drop_posting(posting, story_id)
         if not posting:
@@ -444,7 +471,7 @@ class StoryIndex:
         for sid in old:
             story = self._stories.pop(sid)
             for i in story.terms[:INDEX_TERMS]:
-                self._unpost(self._terms[i], sid)
+                self._unpost(i, sid)
             self._release(story.terms, self._held, self._df)
         return len(old)
 

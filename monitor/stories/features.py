@@ -9,10 +9,10 @@ headline and lead weighted above the rest of the body.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from itertools import chain
 
+from monitor.stories import nearcopy
 from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
@@ -82,10 +82,6 @@ def _token_words(token: str) -> tuple[str, ...]:
     return tuple(t for t in _WORD.findall(fold(token)) if len(t) > 1 and t not in STOPWORDS)
 
 
-def _token_terms(token: str) -> tuple[str, ...]:
-    return tuple(map(_STEMS.__getitem__, _WORDS_OF[token]))
-
-
 def _capital(token: str) -> int:
     """2: a capitalised word, 1: another word, 0: too short or not a word to judge case by."""
     if len(token) > 3 and token[0].isalpha():
@@ -93,10 +89,31 @@ def _capital(token: str) -> int:
     return 0
 
 
+Token = tuple[int, tuple[str, ...], tuple[int, ...]]
+"""What a document needs of one whitespace-separated token: its `_capital` kind, its
+folded, stemmed content words, and the SimHash hashes of its folded words."""
+
+
+def _token(token: str) -> Token:
+    return (_capital(token), tuple(map(_STEMS.__getitem__, _WORDS_OF[token])),
+            nearcopy.word_hashes(token))
+
+
 _WORDS_OF = Memo(_token_words, VOCABULARY)
 _STEMS = Memo(stem, VOCABULARY)
-_TERMS_OF = Memo(_token_terms, VOCABULARY)
-_CAPITAL = Memo(_capital, VOCABULARY)
+_TOKENS: Memo[str, Token] = Memo(_token, VOCABULARY)
+"""One lookup per token gives all of it: each lookup in a large memo is a cache miss."""
+
+
+def _tokens(tokens: list[str]) -> list[Token]:
+    """`_TOKENS[t]` of each token. `get` first: compiled, it is a plain dict lookup,
+    while `[]` on a dict subclass calls `__getitem__` as a Python method."""
+    return [_TOKENS.get(t) or _TOKENS[t] for t in tokens]
+
+
+def _stem(word: str) -> str:
+    """`_STEMS[word]`, looked up as `_tokens` does."""
+    return _STEMS.get(word) or _STEMS[word]
 
 
 def words(text: str) -> list[str]:
@@ -110,45 +127,49 @@ def words(text: str) -> list[str]:
 
 def terms(text: str) -> list[str]:
     """Folded, stemmed content words of `text`."""
-    return _terms(text.split())
-
-
-def _terms(tokens: list[str]) -> list[str]:
-    return list(chain.from_iterable(map(_TERMS_OF.__getitem__, tokens)))
+    return [t for _, token_terms, _ in _tokens(text.split()) for t in token_terms]
 
 
 def _is_headline_case(tokens: list[str]) -> bool:
     """Title Case Headlines capitalise every word, so capitals say nothing there."""
-    kinds = list(map(_CAPITAL.__getitem__, tokens))
-    caps = len(kinds) - kinds.count(0)
-    return caps >= 3 and kinds.count(2) > 0.7 * caps
+    return _headline_case(_tokens(tokens))
 
 
-def _names(text: str, tokens: list[str]) -> list[list[str]]:
-    """Capitalised names as lists of folded words (`tokens`: `text.split()`).
+def _headline_case(found: list[Token]) -> bool:
+    caps = capitalised = 0
+    for kind, _, _ in found:
+        if kind:
+            caps += 1
+            if kind == 2:
+                capitalised += 1
+    return caps >= 3 and capitalised > 0.7 * caps
+
+
+def _names(text: str, found: list[Token]) -> list[list[str]]:
+    """Capitalised names as lists of folded words (`found`: the tokens of `text`).
 
     A single capitalised word at the start of a sentence is ignored: it is
     usually just a capitalised common word.
     """
-    if _is_headline_case(tokens):
+    if _headline_case(found):
         return []
     out = []
     for match in _ENTITY.finditer(text):
-        found = words(match.group(0))
-        if found and (len(found) > 1 or not _SENTENCE_START.search(
+        name = words(match.group(0))
+        if name and (len(name) > 1 or not _SENTENCE_START.search(
                 text[max(0, match.start() - 3):match.start()] or "\n")):
-            out.append(found)
+            out.append(name)
     return out
 
 
 def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
     """Multi-word names (`e:`) and "number noun" phrases such as "145 drones" (`n:`)."""
-    found = _names(text, text.split()) if names is None else names
+    found = _names(text, _tokens(text.split())) if names is None else names
     out = ["e:" + " ".join(name) for name in found if len(name) > 1]
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
-            out.append(f"n:{digits} {_STEMS[fold(noun)]}")
+            out.append(f"n:{digits} {_stem(fold(noun))}")
     return out
 
 
@@ -161,24 +182,46 @@ class TermCounts:
 
 
 def term_counts(title: str, text: str) -> TermCounts:
-    """Weighted raw frequencies of terms and entities.
+    """Weighted raw frequencies of terms and entities (see `analyse`)."""
+    return analyse(title, text)[0]
+
+
+def analyse(title: str, text: str) -> tuple[TermCounts, list[int]]:
+    """Weighted raw frequencies of terms and entities, and the SimHash word hashes.
 
     Headline and lead count more than the body. A word used as a name anywhere
     in the document counts at NAME_WEIGHT, so sharing only names (the same
-    people, another day) weighs less than sharing what happened.
+    people, another day) weighs less than sharing what happened. The hashes
+    are those of the body's words (`nearcopy.signature`), or of the title's and
+    the body's when the body has fewer than `nearcopy.MIN_WORDS`. Each token is
+    looked up once (`_TOKENS`) for all of it.
     """
-    body = text.split(maxsplit=BODY_WORDS)[:BODY_WORDS]
+    tokens = text.split()
+    found = _tokens(tokens)
+    heading = title.split()
+    heading_found = _tokens(heading)
+    hashes = [h for _, _, token_hashes in found for h in token_hashes]
+    if len(hashes) < nearcopy.MIN_WORDS:
+        hashes = [h for _, _, token_hashes in heading_found for h in token_hashes] + hashes
+    body, body_found = tokens[:BODY_WORDS], found[:BODY_WORDS]
     lead, rest = body[:LEAD_WORDS], body[LEAD_WORDS:]
-    parts = ((title, title.split(), TITLE_WEIGHT), (" ".join(lead), lead, LEAD_WEIGHT),
-             (" ".join(rest), rest, 1.0))
-    found = [(part, tokens, weight, _names(part, tokens)) for part, tokens, weight in parts
-             if part]
-    names = {_STEMS[w] for *_, part_names in found for name in part_names for w in name}
-    counts: defaultdict[str, float] = defaultdict(float)
-    for part, tokens, weight, part_names in found:
-        for t in _terms(tokens):
-            counts[t] += weight * (NAME_WEIGHT if t in names else 1.0)
-        for e in entities(part, part_names):
-            counts[e] += weight * ENTITY_WEIGHT
-    heads = frozenset(_STEMS[name[-1]] for *_, part_names in found for name in part_names)
-    return TermCounts(dict(counts), heads)
+    parts: list[tuple[str, list[Token], float]] = []
+    if heading:
+        parts.append((title, heading_found, TITLE_WEIGHT))
+    if lead:
+        parts.append((" ".join(lead), body_found[:LEAD_WORDS], LEAD_WEIGHT))
+    if rest:
+        parts.append((" ".join(rest), body_found[LEAD_WORDS:], 1.0))
+    part_names = [_names(part, part_found) for part, part_found, _ in parts]
+    names = {_stem(w) for found_names in part_names for name in found_names for w in name}
+    counts: dict[str, float] = {}
+    for (part, part_found, weight), found_names in zip(parts, part_names, strict=True):
+        named = weight * NAME_WEIGHT
+        for _, token_terms, _ in part_found:
+            for t in token_terms:
+                counts[t] = counts.get(t, 0.0) + (named if t in names else weight)
+        entity = weight * ENTITY_WEIGHT
+        for e in entities(part, found_names):
+            counts[e] = counts.get(e, 0.0) + entity
+    heads = frozenset(_stem(name[-1]) for found_names in part_names for name in found_names)
+    return TermCounts(counts, heads), hashes

@@ -30,13 +30,13 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT_1, _SHIFT_2 = np.uint64(31), np.uint64(29)
 
 
-def _word_hashes(token: str) -> tuple[int, ...]:
+def word_hashes(token: str) -> tuple[int, ...]:
     """64-bit hashes of the folded words of one whitespace-separated token."""
     return tuple(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
                  for w in fold(token).split())
 
 
-_HASHES = Memo(_word_hashes, VOCABULARY)
+_HASHES = Memo(word_hashes, VOCABULARY)
 
 
 def _hashes(text: str) -> list[int]:
@@ -53,6 +53,11 @@ def simhash(title: str, text: str) -> int | None:
     words = _hashes(text)
     if len(words) < MIN_WORDS:
         words = _hashes(f"{title} {text}")
+    return signature(words)
+
+
+def signature(words: list[int]) -> int | None:
+    """SimHash of the word pairs of these word hashes; None when there are too few."""
     if len(words) < MIN_WORDS:
         return None
     h = np.fromiter(words, np.uint64, len(words))

@@ -1,13 +1,10 @@
 # The two commands: `make demo` (offline demo on SQLite) and `make test`.
-# Both create .venv and install Storywatch into it on first use, and again when
-# the sources setup.py compiles with mypyc change (an editable install keeps
-# loading the old extension modules otherwise).
+# Both create .venv and install Storywatch into it on first use.
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-COMPILED := $(addprefix monitor/stories/,cluster.py features.py nearcopy.py normalise.py)
 
-$(STAMP): pyproject.toml setup.py $(COMPILED)
+$(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test,postgres]'

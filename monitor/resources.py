@@ -15,10 +15,14 @@ def _first_existing(*candidates: Path) -> Path:
 
 
 def migrations_dir() -> Path:
-    """`alembic/` in a checkout (editable install), `monitor/migrations` in a wheel."""
-    return _first_existing(_PKG.parent / "alembic", _PKG / "migrations")
+    """`monitor/migrations` in a wheel, `alembic/` in a checkout (editable install).
+
+    The wheel's own copy is looked for first: beside an installed package is
+    site-packages, whose `alembic/` is the Alembic library.
+    """
+    return _first_existing(_PKG / "migrations", _PKG.parent / "alembic")
 
 
 def shipped_rules_dir() -> Path:
-    """`rules/` in a checkout, `monitor/shipped_rules` in a wheel."""
-    return _first_existing(_PKG.parent / "rules", _PKG / "shipped_rules")
+    """`monitor/shipped_rules` in a wheel, `rules/` in a checkout."""
+    return _first_existing(_PKG / "shipped_rules", _PKG.parent / "rules")

@@ -20,8 +20,6 @@ from hashlib import blake2b
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from mypy_extensions import mypyc_attr
-
 from monitor.stories import nearcopy
 from monitor.stories.features import analyse
 
@@ -59,7 +57,6 @@ _MICROSECOND = timedelta(microseconds=1)
 K = TypeVar("K")
 
 
-@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Doc:
     """What clustering needs to know about one entry."""
@@ -89,7 +86,6 @@ class Features:
     """`doc.at` in microseconds since the epoch (see `_micros`)."""
 
 
-@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class Assignment:
     story_id: int | None
@@ -99,7 +95,6 @@ class Assignment:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@mypyc_attr(serializable=True)
 @dataclass(slots=True)
 class _Story:
     story_id: int
@@ -114,7 +109,6 @@ class _Story:
     """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
 
 
-@mypyc_attr(serializable=True)
 class _Log:
     """Per-document records in arrival order as flat arrays, oldest dropped first.
 
@@ -207,9 +201,6 @@ def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
     return {t: w / norm for t, w in top}
 
 
-# Pickled by snapshot.py: loading must not call __init__ (serializable); compiled, a
-# serializable class constructed from interpreted code only runs __init__ with this flag.
-@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class StoryIndex:
     """The in-memory clustering state; rebuilt from the database at start.
 

@@ -106,14 +106,7 @@ _TOKENS: Memo[str, Token] = Memo(_token, VOCABULARY)
 
 
 def _tokens(tokens: list[str]) -> list[Token]:
-    """`_TOKENS[t]` of each token. `get` first: compiled, it is a plain dict lookup,
-    while `[]` on a dict subclass calls `__getitem__` as a Python method."""
-    return [_TOKENS.get(t) or _TOKENS[t] for t in tokens]
-
-
-def _stem(word: str) -> str:
-    """`_STEMS[word]`, looked up as `_tokens` does."""
-    return _STEMS.get(word) or _STEMS[word]
+    return [_TOKENS[t] for t in tokens]
 
 
 def words(text: str) -> list[str]:
@@ -169,7 +162,7 @@ def entities(text: str, names: list[list[str]] | None = None) -> list[str]:
     for number, noun in _NUMBER_PHRASE.findall(text):
         digits = number.replace(",", "").rstrip(".")
         if digits and fold(noun) not in STOPWORDS:
-            out.append(f"n:{digits} {_stem(fold(noun))}")
+            out.append(f"n:{digits} {_STEMS[fold(noun)]}")
     return out
 
 
@@ -213,7 +206,7 @@ def analyse(title: str, text: str) -> tuple[TermCounts, list[int]]:
     if rest:
         parts.append((" ".join(rest), body_found[LEAD_WORDS:], 1.0))
     part_names = [_names(part, part_found) for part, part_found, _ in parts]
-    names = {_stem(w) for found_names in part_names for name in found_names for w in name}
+    names = {_STEMS[w] for found_names in part_names for name in found_names for w in name}
     counts: dict[str, float] = {}
     for (part, part_found, weight), found_names in zip(parts, part_names, strict=True):
         named = weight * NAME_WEIGHT
@@ -223,5 +216,5 @@ def analyse(title: str, text: str) -> tuple[TermCounts, list[int]]:
         entity = weight * ENTITY_WEIGHT
         for e in entities(part, found_names):
             counts[e] = counts.get(e, 0.0) + entity
-    heads = frozenset(_stem(name[-1]) for found_names in part_names for name in found_names)
+    heads = frozenset(_STEMS[name[-1]] for found_names in part_names for name in found_names)
     return TermCounts(counts, heads), hashes

@@ -16,8 +16,6 @@ from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mypy_extensions import mypyc_attr
-
 from monitor.feeds.parse import RawEntry
 
 _TRACKING_PARAMS = frozenset({
@@ -123,7 +121,6 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()
 
 
-@mypyc_attr(native_class=False)  # pickles and copies like any dataclass
 @dataclass(frozen=True)
 class NormalisedEntry:
     key: str

@@ -110,12 +110,10 @@ def built_with(index: cluster.StoryIndex) -> dict[str, Any]:
                  for k, v in sorted(vars(m).items())
                  if k.isupper() and isinstance(v, int | float | str | timedelta)}
     return {"window": index.window.total_seconds(), "threshold": index.threshold,
-            "constants": constants, "code": _CODE, "compiled": _COMPILED}
+            "constants": constants, "code": _CODE}
 
 
 _CODE = code_digest()
-_COMPILED = not cluster.__file__.endswith(".py")
-"""Whether the mypyc build (setup.py) is running: its classes pickle their state differently."""
 
 
 class _Hashing(io.RawIOBase):
@@ -238,9 +236,6 @@ def mismatch(header: Header, expected: dict[str, Any]) -> str | None:
         return f"built with other clustering constants ({', '.join(changed) or 'removed'})"
     if got.get("code") != expected["code"]:
         return "built by another version of the clustering code"
-    if got.get("compiled") != expected["compiled"]:
-        return "built by the {} clustering code".format(
-            "compiled" if got.get("compiled") else "interpreted")
     return None
 
 

@@ -716,12 +716,13 @@ class Daemon:
             self.sd.send("STOPPING=1")
             log.info("stopping", extra={"inflight": len(self._inflight)})
             scheduler.pause()
+            grace_ends = time.monotonic() + STOP_GRACE  # for ticks and polls alike
             if self._jobs:  # let running ticks finish their transaction, not cancel them
                 await asyncio.wait(list(self._jobs), timeout=STOP_GRACE)
             scheduler.shutdown(wait=False)
             if watchdog:
                 await watchdog
-            await self._drain()
+            await self._drain(max(0.0, grace_ends - time.monotonic()))
             self._story_deadline = time.monotonic() + STOP_GRACE
             self._polls_done.set()
             self._story_wake.set()
@@ -769,11 +770,13 @@ class Daemon:
         self.web = web
         return web
 
-    async def _drain(self) -> None:
+    async def _drain(self, grace: float) -> None:
         """Let in-flight polls finish; past the grace period cancel them and free leases."""
         tasks = list(self._inflight.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            pending = set(tasks)
+            if grace > 0:
+                _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

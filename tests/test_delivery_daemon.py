@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from monitor import daemon
 from monitor.daemon import Daemon
 from tests.alerting import Outbox
 from tests.helpers import ROOT, run_daemon, seed_feeds, settings
@@ -34,8 +37,11 @@ def test_alert_resolves_after_its_story_goes_quiet(tmp_path: Path, server: Serve
     assert len(last["sources"]) == last["story"]["source_count"] >= 2
 
 
-def test_clean_stop_releases_delivery_leases(tmp_path: Path, receiver: Server) -> None:
-    receiver.routes["/hook"] = Reply(200, delay=2)
+def test_clean_stop_releases_delivery_leases(tmp_path: Path, receiver: Server,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery still in flight when the stop's grace period ends is released, not leased."""
+    monkeypatch.setattr(daemon, "STOP_GRACE", 0.5)
+    receiver.routes["/hook"] = Reply(200, delay=3)
     box = Outbox(tmp_path, "storywatch.db")
     box.fire(box.story("Quake", ["A", "B"]), ["hook"])
     cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
@@ -43,4 +49,17 @@ def test_clean_stop_releases_delivery_leases(tmp_path: Path, receiver: Server) -
     [(row, _)] = box.deliveries()
     assert (row.status, row.lease_owner, row.lease_expires_at) == ("pending", None, None), \
         "the next start sends it again at once instead of after the 10-minute lease"
+    box.close()
+
+
+def test_clean_stop_lets_a_delivery_in_flight_finish(tmp_path: Path, receiver: Server) -> None:
+    """Within the grace period the receiver's answer is recorded: no resend after a restart."""
+    receiver.routes["/hook"] = Reply(200, delay=1)
+    box = Outbox(tmp_path, "storywatch.db")
+    box.fire(box.story("Quake", ["A", "B"]), ["hook"])
+    cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
+    run_daemon(Daemon(cfg), lambda: bool(receiver.hits("/hook")))
+    [(row, _)] = box.deliveries()
+    assert (row.status, row.lease_owner) == ("delivered", None)
+    assert len(receiver.hits("/hook")) == 1
     box.close()

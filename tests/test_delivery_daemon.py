@@ -8,6 +8,7 @@ import pytest
 
 from monitor import daemon
 from monitor.daemon import Daemon
+from monitor.db.models import Delivery
 from tests.alerting import Outbox
 from tests.helpers import ROOT, run_daemon, seed_feeds, settings
 from tests.servers import Reply, Server
@@ -37,29 +38,29 @@ def test_alert_resolves_after_its_story_goes_quiet(tmp_path: Path, server: Serve
     assert len(last["sources"]) == last["story"]["source_count"] >= 2
 
 
+def stop_mid_delivery(tmp_path: Path, receiver: Server, answer_after: float) -> Delivery:
+    """One alert to a receiver answering after `answer_after` s; the daemon stops mid-request."""
+    receiver.routes["/hook"] = Reply(200, delay=answer_after)
+    box = Outbox(tmp_path, "storywatch.db")
+    box.fire(box.story("Quake", ["A", "B"]), ["hook"])
+    cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
+    run_daemon(Daemon(cfg), lambda: bool(receiver.hits("/hook")))
+    [(row, _)] = box.deliveries()
+    box.close()
+    return row
+
+
 def test_clean_stop_releases_delivery_leases(tmp_path: Path, receiver: Server,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A delivery still in flight when the stop's grace period ends is released, not leased."""
     monkeypatch.setattr(daemon, "STOP_GRACE", 0.5)
-    receiver.routes["/hook"] = Reply(200, delay=3)
-    box = Outbox(tmp_path, "storywatch.db")
-    box.fire(box.story("Quake", ["A", "B"]), ["hook"])
-    cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
-    run_daemon(Daemon(cfg), lambda: bool(receiver.hits("/hook")))
-    [(row, _)] = box.deliveries()
+    row = stop_mid_delivery(tmp_path, receiver, answer_after=3)
     assert (row.status, row.lease_owner, row.lease_expires_at) == ("pending", None, None), \
         "the next start sends it again at once instead of after the 10-minute lease"
-    box.close()
 
 
 def test_clean_stop_lets_a_delivery_in_flight_finish(tmp_path: Path, receiver: Server) -> None:
     """Within the grace period the receiver's answer is recorded: no resend after a restart."""
-    receiver.routes["/hook"] = Reply(200, delay=1)
-    box = Outbox(tmp_path, "storywatch.db")
-    box.fire(box.story("Quake", ["A", "B"]), ["hook"])
-    cfg = settings(tmp_path, receiver=receiver, delivery={"lease": 600})
-    run_daemon(Daemon(cfg), lambda: bool(receiver.hits("/hook")))
-    [(row, _)] = box.deliveries()
+    row = stop_mid_delivery(tmp_path, receiver, answer_after=1)
     assert (row.status, row.lease_owner) == ("delivered", None)
     assert len(receiver.hits("/hook")) == 1
-    box.close()

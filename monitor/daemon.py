@@ -687,18 +687,18 @@ class Daemon:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         p, d = self.settings.polling, self.settings.delivery
         now = datetime.now(UTC)
-        # dispatch guards itself against overlap (a second run asks the first to go
-        # round again), so a tick during a long claim is not "skipped" with a warning.
-        scheduler.add_job(self._tracked(self.dispatch), "interval", seconds=p.dispatch_interval,
-                          max_instances=2, coalesce=True, next_run_time=now)
         r = self.settings.retention
-        for job, seconds, first in ((self.deliver, d.interval, now),
-                                    (self.alert_upkeep, d.interval, now),
-                                    (self.housekeeping, 15, now),
-                                    (self.upkeep, r.interval,
+        # Two instances per job: the second returns at once (see `_tracked`); dispatch
+        # asks the running one to go round again instead.
+        for job, seconds, first in ((self._tracked(self.dispatch, overlaps=True),
+                                     p.dispatch_interval, now),
+                                    (self._tracked(self.deliver), d.interval, now),
+                                    (self._tracked(self.alert_upkeep), d.interval, now),
+                                    (self._tracked(self.housekeeping), 15, now),
+                                    (self._tracked(self.upkeep), r.interval,
                                      now + timedelta(seconds=min(60, r.interval)))):
-            scheduler.add_job(self._tracked(job), "interval", seconds=seconds, max_instances=1,
-                              coalesce=True, next_run_time=first)
+            scheduler.add_job(job, "interval", seconds=seconds, max_instances=2, coalesce=True,
+                              next_run_time=first)
         scheduler.start()
         stories = asyncio.create_task(self._run_stories())
         await asyncio.to_thread(self._refresh_gauges, datetime.now(UTC))
@@ -740,20 +740,29 @@ class Daemon:
                 self._lock.close()
             log.info("stopped")
 
-    def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """A scheduler job whose runs a stop waits for.
+    def _tracked(self, job: Callable[[], Awaitable[None]],
+                 overlaps: bool = False) -> Callable[[], Awaitable[None]]:
+        """A scheduler job whose runs a stop waits for, and whose ticks never pile up.
 
         The scheduler cancels running jobs when it shuts down, mid-transaction, and
-        logs each cancellation as a failed job.
+        logs each cancellation as a failed job. A tick that finds the job still
+        running returns at once, unless the job handles `overlaps` itself: the
+        scheduler would skip it with a warning, every tick of a slow delivery.
         """
+        running: set[asyncio.Task[Any]] = set()
+
         @functools.wraps(job)
         async def run() -> None:
+            if running and not overlaps:
+                return
             task = asyncio.current_task()
             assert task is not None
+            running.add(task)
             self._jobs.add(task)
             try:
                 await job()
             finally:
+                running.discard(task)
                 self._jobs.discard(task)
         return run
 

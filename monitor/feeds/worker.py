@@ -106,13 +106,18 @@ class ParsePool:
     async def _start_one(self) -> None:
         assert self._idle is not None
         try:
-            worker: _Worker | None = await asyncio.get_running_loop().run_in_executor(
-                self._threads, _Worker)
-        except (RuntimeError, OSError):
+            worker: _Worker | None = await self._spawn()
+        except FeedParseError:
             worker = None  # parse() tries again, and reports it if that fails too
-        if worker is not None:
-            self._all.append(worker)
         self._idle.put_nowait(worker)
+
+    async def _spawn(self) -> _Worker:
+        try:
+            fresh = await asyncio.get_running_loop().run_in_executor(self._threads, _Worker)
+        except (RuntimeError, OSError):
+            raise FeedParseError("a parser process could not be started") from None
+        self._all.append(fresh)
+        return fresh
 
     async def parse(self, body: bytes, content_type: str | None) -> Parsed:
         """Parse in a worker; FeedParseError on bad input, on overrun or on a worker crash."""
@@ -146,12 +151,7 @@ class ParsePool:
         if worker is not None:
             await loop.run_in_executor(self._threads, worker.kill)
             self._all = [w for w in self._all if w is not worker]
-        try:
-            fresh = await loop.run_in_executor(self._threads, _Worker)
-        except (RuntimeError, OSError):
-            raise FeedParseError("a parser process could not be started") from None
-        self._all.append(fresh)
-        return fresh
+        return await self._spawn()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

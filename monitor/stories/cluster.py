@@ -248,7 +248,7 @@ class StoryIndex:
         return {t: df[i] for t, i in self._ids.items() if df[i]}
 
     def features(self, doc: Doc) -> Features:
-        found, hashes = analyse(doc.title, doc.text)
+        found, simhash = analyse(doc.title, doc.text)
         counts = found.weights
         ids, df, log = self._ids, self._df, math.log
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
@@ -258,7 +258,7 @@ class StoryIndex:
                 i = ids.get(t)
                 raw[t] = (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
         return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
-                        nearcopy.signature(hashes), found.names,
+                        simhash, found.names,
                         tuple((reason, key, key_hash(key)) for reason, key in _exact_keys(doc)),
                         _micros(doc.at))
 

@@ -179,23 +179,20 @@ def term_counts(title: str, text: str) -> TermCounts:
     return analyse(title, text)[0]
 
 
-def analyse(title: str, text: str) -> tuple[TermCounts, list[int]]:
-    """Weighted raw frequencies of terms and entities, and the SimHash word hashes.
+def analyse(title: str, text: str) -> tuple[TermCounts, int | None]:
+    """Weighted raw frequencies of terms and entities, and the SimHash (`nearcopy.of_words`).
 
     Headline and lead count more than the body. A word used as a name anywhere
     in the document counts at NAME_WEIGHT, so sharing only names (the same
-    people, another day) weighs less than sharing what happened. The hashes
-    are those of the body's words (`nearcopy.signature`), or of the title's and
-    the body's when the body has fewer than `nearcopy.MIN_WORDS`. Each token is
-    looked up once (`_TOKENS`) for all of it.
+    people, another day) weighs less than sharing what happened. Each token is
+    looked up once (`_TOKENS`) for all of it, its SimHash word hashes included.
     """
     tokens = text.split()
     found = _tokens(tokens)
     heading = title.split()
     heading_found = _tokens(heading)
-    hashes = [h for _, _, token_hashes in found for h in token_hashes]
-    if len(hashes) < nearcopy.MIN_WORDS:
-        hashes = [h for _, _, token_hashes in heading_found for h in token_hashes] + hashes
+    simhash = nearcopy.of_words([h for _, _, token_hashes in heading_found for h in token_hashes],
+                                [h for _, _, token_hashes in found for h in token_hashes])
     body, body_found = tokens[:BODY_WORDS], found[:BODY_WORDS]
     lead, rest = body[:LEAD_WORDS], body[LEAD_WORDS:]
     parts: list[tuple[str, list[Token], float]] = []
@@ -217,4 +214,4 @@ def analyse(title: str, text: str) -> tuple[TermCounts, list[int]]:
         for e in entities(part, found_names):
             counts[e] = counts.get(e, 0.0) + entity
     heads = frozenset(_STEMS[name[-1]] for found_names in part_names for name in found_names)
-    return TermCounts(counts, heads), hashes
+    return TermCounts(counts, heads), simhash

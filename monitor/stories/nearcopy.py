@@ -15,7 +15,6 @@ from itertools import chain
 
 import numpy as np
 
-from monitor.stories.memo import VOCABULARY, Memo
 from monitor.stories.normalise import fold
 
 BITS = 64
@@ -36,27 +35,30 @@ def word_hashes(token: str) -> tuple[int, ...]:
                  for w in fold(token).split())
 
 
-_HASHES = Memo(word_hashes, VOCABULARY)
-
-
 def _hashes(text: str) -> list[int]:
     """Word hashes of `fold(text).split()`: folding never crosses whitespace."""
-    return list(chain.from_iterable(map(_HASHES.__getitem__, text.split())))
+    return list(chain.from_iterable(map(word_hashes, text.split())))
 
 
 def simhash(title: str, text: str) -> int | None:
     """SimHash of the folded word pairs of the body; None when too short.
 
+    The clustering path gets the same from `of_words`, with each token's hashes
+    looked up in its own memo (`features.analyse`).
+    """
+    return of_words(_hashes(title), _hashes(text))
+
+
+def of_words(title: list[int], body: list[int]) -> int | None:
+    """SimHash from the word hashes of title and body.
+
     Copies often get a new headline, so the title counts only when the body
     alone is too short to sign.
     """
-    words = _hashes(text)
-    if len(words) < MIN_WORDS:
-        words = _hashes(f"{title} {text}")
-    return signature(words)
+    return _signature(body if len(body) >= MIN_WORDS else title + body)
 
 
-def signature(words: list[int]) -> int | None:
+def _signature(words: list[int]) -> int | None:
     """SimHash of the word pairs of these word hashes; None when there are too few."""
     if len(words) < MIN_WORDS:
         return None

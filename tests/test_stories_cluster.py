@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import random
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
+from monitor.stories import cluster
 from monitor.stories.cluster import Assignment, Doc, StoryIndex
 from monitor.stories.normalise import canonical_url, content_hash
 from tests.story_fixtures import BACKGROUND, NEIGHBOURS, PARAPHRASES, Report, minutes
@@ -166,3 +168,55 @@ def test_state_moves_to_another_process() -> None:
                                                                  "PYTHONHASHSEED": "12345"})
     assert found.stdout.decode().strip() == index.assign(index.features(copy)).reason
     assert found.stdout.decode().strip() == "exact_guid"
+
+
+def _random_stream(n: int) -> tuple[StoryIndex, list[Doc]]:
+    """An index after `n` random documents in a short window, and `n // 4` more documents."""
+    rng = random.Random(n)
+    vocabulary = [f"w{k}rd" for k in range(400)]
+    docs = [Doc(k, "Wire", f"Report {k}", " ".join(rng.choices(vocabulary, k=30)),
+                minutes(k), f"guid-{k}") for k in range(n + n // 4)]
+    index = StoryIndex(timedelta(minutes=300))
+    for doc in docs[:n]:
+        index.expire(doc.at)
+        feats = index.features(doc)
+        index.observe(feats)
+        index.add(feats, index.assign(feats).story_id or doc.entry_id + 10_000)
+    return index, docs[n:]
+
+
+def _decisions(index: StoryIndex, docs: list[Doc]) -> list[Assignment]:
+    out = []
+    for doc in docs:
+        index.expire(doc.at)
+        feats = index.features(doc)
+        out.append(index.assign(feats))
+        index.observe(feats)
+        index.add(feats, out[-1].story_id or doc.entry_id + 10_000)
+    return out
+
+
+def test_a_pickled_index_is_the_same_index() -> None:
+    """The snapshot's columns give back every story, posting, key and term id as they were."""
+    index, more = _random_stream(1200)
+    copy = pickle.loads(pickle.dumps(index, protocol=5))
+    assert copy._ids == index._ids  # a lookup table: its order means nothing
+    for name in ("_terms", "_df", "_held", "_free", "_stories", "_postings", "_exact"):
+        assert getattr(copy, name) == getattr(index, name), name
+        assert list(getattr(copy, name)) == list(getattr(index, name)), name  # same order
+    for log in ("_seen", "_members"):
+        assert [getattr(getattr(copy, log), f) for f in cluster._Log.__slots__] == [
+            getattr(getattr(index, log), f) for f in cluster._Log.__slots__]
+    assert _decisions(copy, more) == _decisions(index, more)
+
+
+def test_a_pickled_index_holds_as_many_objects_whatever_its_size() -> None:
+    """No object per story: unpickling one per story would hold a copy of each until the end."""
+    def constructed(index: StoryIndex) -> int:
+        ops = pickletools.genops(pickle.dumps(index, protocol=5))
+        return sum(op.name in ("REDUCE", "NEWOBJ", "BUILD") for op, _, _ in ops)
+
+    small, _ = _random_stream(20)
+    large, _ = _random_stream(1600)
+    assert large.open_stories > 4 * small.open_stories
+    assert constructed(large) == constructed(small)

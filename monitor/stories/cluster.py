@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
+from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -469,6 +470,61 @@ class StoryIndex:
     @property
     def open_stories(self) -> int:
         return len(self._stories)
+
+    # -- pickling (the snapshot) -------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The stories, postings and exact keys as a few long columns.
+
+        Pickled as they live, each of the window's hundreds of thousands of small
+        arrays becomes a bytes copy that the unpickler keeps until the load ends: the
+        load then peaks at twice the index and leaves the heap too fragmented to
+        shrink back (docs/stories.md, "The snapshot").
+        """
+        state = dict(self.__dict__)
+        del state["_ids"]  # the inverse of `_terms`
+        stories = self._stories.values()
+        state["_stories"] = (
+            array("q", (s.story_id for s in stories)), array("q", (s.last_at for s in stories)),
+            array("q", (s.size for s in stories)), [s.names for s in stories],
+            _concat((s.terms for s in stories), "I"),
+            _concat((s.weights for s in stories), "f")[1],
+            _concat((s.copies for s in stories), "Q"))
+        state["_postings"] = (array("q", self._postings),
+                              _concat(self._postings.values(), "d"))
+        state["_exact"] = array("q", self._exact), array("q", self._exact.values())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ids, last_at, sizes, names, (ends, terms), weights, copies = state.pop("_stories")
+        # Each column is let go once split, so the load peaks at little above the index.
+        terms_of = _split(ends, terms)
+        del terms
+        weights_of = _split(ends, weights)
+        del weights
+        copies_of = _split(*copies)
+        del copies
+        posted, postings = state.pop("_postings")
+        exact_keys, exact_seqs = state.pop("_exact")
+        self.__dict__.update(state)
+        free = set(self._free)
+        self._ids = {t: i for i, t in enumerate(self._terms) if i not in free}
+        self._stories = {sid: _Story(sid, *story) for sid, *story in zip(
+            ids, terms_of, weights_of, last_at, sizes, names, copies_of, strict=True)}
+        self._postings = dict(zip(posted, _split(*postings), strict=True))
+        self._exact = dict(zip(exact_keys, exact_seqs, strict=True))
+
+
+def _concat(arrays: Iterable[array[Any]], typecode: str) -> tuple[array[int], array[Any]]:
+    """Where each array ends in their concatenation, and the concatenation."""
+    ends, items = array("q"), array(typecode)
+    for a in arrays:
+        items.extend(a)
+        ends.append(len(items))
+    return ends, items
+
+
+def _split(ends: array[int], items: array[Any]) -> list[array[Any]]:
+    return [items[a:b] for a, b in zip(chain((0,), ends), ends, strict=False)]
 
 
 def _exact_keys(doc: Doc) -> list[tuple[str, str]]:

@@ -192,6 +192,9 @@ def write(path: Path, index: cluster.StoryIndex, header: Header) -> int:
             out.write(json.dumps(asdict(header), sort_keys=True).encode() + b"\n")
             pickler = pickle.Pickler(out, protocol=5)
             pickler.dispatch_table = _REDUCERS
+            # No memo: the index holds no cycles, and a memo would keep every bytes copy
+            # of its columns alive on load until the end (twice the index at the peak).
+            pickler.fast = True
             pickler.dump(index)
             f.write(out.digest.digest())
             f.flush()

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import heapq
 import math
+import ssl
 from typing import Any
 
 import httpx
+
+from monitor.feeds import network
 
 PER_CLIENT = 8
 KEEPALIVE = 30.0
@@ -23,13 +26,14 @@ KEEPALIVE = 30.0
 
 
 class SlotClients:
-    def __init__(self, slots: int, **client_args: Any) -> None:
+    def __init__(self, slots: int, verify: ssl.SSLContext, **client_args: Any) -> None:
         # Every connection a client may open is kept alive: beyond
         # `max_keepalive_connections` httpcore closes idle ones, and the next
         # poll pays for a new connection.
         limits = httpx.Limits(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT,
                               keepalive_expiry=KEEPALIVE)
-        self._clients = [httpx.AsyncClient(limits=limits, **client_args)
+        self._clients = [httpx.AsyncClient(transport=network.transport(verify, limits),
+                                           verify=verify, **client_args)
                          for _ in range(math.ceil(slots / PER_CLIENT))]
         self._free = list(range(slots))
 

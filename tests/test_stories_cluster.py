@@ -177,15 +177,12 @@ def _random_stream(n: int) -> tuple[StoryIndex, list[Doc]]:
     docs = [Doc(k, "Wire", f"Report {k}", " ".join(rng.choices(vocabulary, k=30)),
                 minutes(k), f"guid-{k}") for k in range(n + n // 4)]
     index = StoryIndex(timedelta(minutes=300))
-    for doc in docs[:n]:
-        index.expire(doc.at)
-        feats = index.features(doc)
-        index.observe(feats)
-        index.add(feats, index.assign(feats).story_id or doc.entry_id + 10_000)
+    _decisions(index, docs[:n])
     return index, docs[n:]
 
 
 def _decisions(index: StoryIndex, docs: list[Doc]) -> list[Assignment]:
+    """Expire, decide and add each document in turn, as the story stage does."""
     out = []
     for doc in docs:
         index.expire(doc.at)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import chain
+from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -486,11 +486,12 @@ class StoryIndex:
         state["_stories"] = (
             array("q", (s.story_id for s in stories)), array("q", (s.last_at for s in stories)),
             array("q", (s.size for s in stories)), [s.names for s in stories],
-            _concat((s.terms for s in stories), "I"),
-            _concat((s.weights for s in stories), "f")[1],
-            _concat((s.copies for s in stories), "Q"))
+            (_ends(s.terms for s in stories), _joined((s.terms for s in stories), "I")),
+            _joined((s.weights for s in stories), "f"),  # ends as the terms'
+            (_ends(s.copies for s in stories), _joined((s.copies for s in stories), "Q")))
+        postings = self._postings.values()
         state["_postings"] = (array("q", self._postings),
-                              _concat(self._postings.values(), "d"))
+                              (_ends(postings), _joined(postings, "d")))
         state["_exact"] = array("q", self._exact), array("q", self._exact.values())
         return state
 
@@ -514,13 +515,16 @@ class StoryIndex:
         self._exact = dict(zip(exact_keys, exact_seqs, strict=True))
 
 
-def _concat(arrays: Iterable[array[Any]], typecode: str) -> tuple[array[int], array[Any]]:
-    """Where each array ends in their concatenation, and the concatenation."""
-    ends, items = array("q"), array(typecode)
+def _ends(arrays: Iterable[array[Any]]) -> array[int]:
+    """Where each array ends in their concatenation."""
+    return array("q", accumulate(map(len, arrays)))
+
+
+def _joined(arrays: Iterable[array[Any]], typecode: str) -> array[Any]:
+    items = array(typecode)
     for a in arrays:
         items.extend(a)
-        ends.append(len(items))
-    return ends, items
+    return items
 
 
 def _split(ends: array[int], items: array[Any]) -> list[array[Any]]:

@@ -174,11 +174,6 @@ class TermCounts:
     """Last word of each name (surname, "of Y" place): who and where the report is about."""
 
 
-def term_counts(title: str, text: str) -> TermCounts:
-    """Weighted raw frequencies of terms and entities (see `analyse`)."""
-    return analyse(title, text)[0]
-
-
 def analyse(title: str, text: str) -> tuple[TermCounts, int | None]:
     """Weighted raw frequencies of terms and entities, and the SimHash (`nearcopy.of_words`).
 

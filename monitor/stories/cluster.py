@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from monitor.stories import nearcopy
 from monitor.stories.features import analyse
+from monitor.stories.keytable import KeyTable
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -50,11 +51,14 @@ COPIES_KEPT = 8
 """Latest members per story whose SimHash a near copy is compared with."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
+WEIGHT_BITS = 20
+"""Bits of a centroid weight (0 to 1) in a posting, beside the story id (see `_posted`)."""
 TRIM_RECORDS = 1024
 """Expired records a `_Log` lets pile up before it moves the live ones to the front."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
+_WEIGHT_MASK = (1 << WEIGHT_BITS) - 1
 K = TypeVar("K")
 
 
@@ -174,12 +178,12 @@ def key_hash(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _drop_posting(posting: array[float], story_id: int) -> None:
-    """Remove the (story, weight) pair of `story_id`; a weight equal to the id is skipped."""
-    k = posting.index(story_id)
-    while k % 2:
-        k = posting.index(story_id, k + 1)
-    del posting[k:k + 2]
+def _posted(story_id: int, weight: float) -> int:
+    """A story and its weight for a term as one 64-bit integer: half the size of the pair.
+
+    Candidate ranking needs weights only to a part in a million; the score is
+    computed from the centroid itself."""
+    return story_id << WEIGHT_BITS | round(weight * _WEIGHT_MASK)
 
 
 def _dot(vec: dict[int, float], story: _Story) -> float:
@@ -207,9 +211,10 @@ class StoryIndex:
 
     Sized for a window of hundreds of thousands of documents, most of them
     stories of one: terms are integer ids in arrays (the window's documents'
-    in one flat array), postings are arrays of (story, weight) pairs rather
-    than dicts, and times are integer microseconds. Everything is plain data
-    (picklable, the same in any process).
+    in one flat array), postings are arrays of (story, weight) pairs packed
+    into integers rather than dicts, exact keys are in a `KeyTable`, and times
+    are integer microseconds. Everything is plain data (picklable, the same in
+    any process).
     """
 
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:
@@ -228,12 +233,13 @@ class StoryIndex:
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[int, array[float]] = {}
-        """term id → story id, the term's centroid weight, ... (least recently updated first).
+        self._postings: dict[int, array[int]] = {}
+        """term id → each story posted under it with its weight for the term (`_posted`),
+        least recently updated first.
         A posted term is in its stories' centroids, so its id is not freed while posted."""
         self._members = _Log("q")
         """Entry id, story id and exact-key hashes of each member."""
-        self._exact: dict[int, int] = {}
+        self._exact = KeyTable()
         """Exact-key hash → sequence number of the first member in `_members` with that key."""
 
     # -- features -------------------------------------------------------------
@@ -332,14 +338,13 @@ class StoryIndex:
         `indexed`: (weight, term, id) of the document's terms that have postings;
         the strongest come first, ties by term."""
         postings = self._postings
-        partial: dict[float, float] = {}
+        partial: dict[int, float] = {}
         for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            recent = postings[i][-2 * POSTING_SCAN:]
-            for k in range(len(recent) - 2, -1, -2):  # (story, weight) pairs, newest first
-                sid = recent[k]
-                partial[sid] = partial.get(sid, 0.0) + w * recent[k + 1]
+            for posted in reversed(postings[i][-POSTING_SCAN:]):  # newest first
+                sid = posted >> WEIGHT_BITS
+                partial[sid] = partial.get(sid, 0.0) + w * (posted & _WEIGHT_MASK)
         top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
-        return (self._stories[int(sid)] for sid in top)
+        return (self._stories[sid] for sid in top)
 
     def _vector(self, story: _Story) -> dict[str, float]:
         return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
@@ -404,12 +409,12 @@ class StoryIndex:
             i = ids[term]
             merged[i] = merged.get(i, 0.0) + w
         centroid = _top_normalised(merged, CENTROID_TERMS)
-        old = story.terms
+        old, old_weights = story.terms, story.weights
         story.terms, story.weights = array("I", centroid), array("f", centroid.values())
         held = self._held
         for i in story.terms:
             held[i] += 1
-        self._reindex(story, old[:INDEX_TERMS])
+        self._reindex(story, dict(zip(old[:INDEX_TERMS], old_weights, strict=False)))
         self._release(old, held, self._df)
         story.size += 1
         if len(story.names) < STORY_NAMES:
@@ -423,25 +428,27 @@ class StoryIndex:
         for *_, digest in feats.exact:
             self._exact.setdefault(digest, seq)
 
-    def _reindex(self, story: _Story, indexed: array[int]) -> None:
-        """Index the story's top terms; re-entering moves it to the recent end of postings."""
+    def _reindex(self, story: _Story, indexed: dict[int, float]) -> None:
+        """Index the story's top terms; re-entering moves it to the recent end of postings.
+
+        `indexed`: the weight of each term the story was posted under until now."""
         top = story.terms[:INDEX_TERMS]
         sid = story.story_id
         for i in set(indexed) - set(top):
-            self._unpost(i, sid)
+            self._unpost(i, _posted(sid, indexed[i]))
         postings = self._postings
         for i, weight in zip(top, story.weights, strict=False):
             posting = postings.get(i)
             if posting is None:
-                postings[i] = array("d", (sid, weight))
+                postings[i] = array("q", (_posted(sid, weight),))
                 continue
             if i in indexed:
-                _drop_posting(posting, sid)
-            posting.extend((sid, weight))
+                posting.remove(_posted(sid, indexed[i]))
+            posting.append(_posted(sid, weight))
 
-    def _unpost(self, term: int, story_id: int) -> None:
+    def _unpost(self, term: int, posted: int) -> None:
         posting = self._postings[term]
-        _drop_posting(posting, story_id)
+        posting.remove(posted)
         if not posting:
             del self._postings[term]
 
@@ -453,8 +460,7 @@ class StoryIndex:
         exact = self._exact
         for seq, record in self._members.drop(cutoff):
             for digest in record[2:]:
-                if exact.get(digest) == seq:
-                    del exact[digest]
+                exact.discard(digest, seq)
         old = []
         for sid, story in self._stories.items():
             if story.last_at >= cutoff:
@@ -462,8 +468,8 @@ class StoryIndex:
             old.append(sid)
         for sid in old:
             story = self._stories.pop(sid)
-            for i in story.terms[:INDEX_TERMS]:
-                self._unpost(i, sid)
+            for i, weight in zip(story.terms[:INDEX_TERMS], story.weights, strict=False):
+                self._unpost(i, _posted(sid, weight))
             self._release(story.terms, self._held, self._df)
         return len(old)
 
@@ -473,7 +479,7 @@ class StoryIndex:
 
     # -- pickling (the snapshot) -------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """The stories, postings and exact keys as a few long columns.
+        """The stories and postings as a few long columns.
 
         Pickled as they live, each of the window's hundreds of thousands of small
         arrays becomes a bytes copy that the unpickler keeps until the load ends: the
@@ -491,8 +497,7 @@ class StoryIndex:
             (_ends(s.copies for s in stories), _joined((s.copies for s in stories), "Q")))
         postings = self._postings.values()
         state["_postings"] = (array("q", self._postings),
-                              (_ends(postings), _joined(postings, "d")))
-        state["_exact"] = array("q", self._exact), array("q", self._exact.values())
+                              (_ends(postings), _joined(postings, "q")))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -505,14 +510,12 @@ class StoryIndex:
         copies_of = _split(*copies)
         del copies
         posted, postings = state.pop("_postings")
-        exact_keys, exact_seqs = state.pop("_exact")
         self.__dict__.update(state)
         free = set(self._free)
         self._ids = {t: i for i, t in enumerate(self._terms) if i not in free}
         self._stories = {sid: _Story(sid, *story) for sid, *story in zip(
             ids, terms_of, weights_of, last_at, sizes, names, copies_of, strict=True)}
         self._postings = dict(zip(posted, _split(*postings), strict=True))
-        self._exact = dict(zip(exact_keys, exact_seqs, strict=True))
 
 
 def _ends(arrays: Iterable[array[Any]]) -> array[int]:

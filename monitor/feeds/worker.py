@@ -11,59 +11,43 @@ the entries, so that CPU work is spread over the worker processes too.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import signal
+import contextlib
+import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
-from monitor.feeds.parse import FeedParseError, ParsedFeed, parse
-from monitor.stories.normalise import NormalisedEntry, normalise
+from monitor.feeds.parse import FeedParseError
+from monitor.feeds.parser_main import Parsed
 
-_CTX = multiprocessing.get_context("spawn")
-
-
-@dataclass(frozen=True)
-class Parsed:
-    feed: ParsedFeed
-    items: list[NormalisedEntry]
-    """The feed's entries normalised as of the parse (the fetch time, to a few ms)."""
+__all__ = ["ParsePool", "Parsed"]
 
 STARTUP_TIMEOUT = 60.0
 
 
-def _serve(conn: Connection) -> None:
-    """Worker main loop: bytes in, ParsedFeed (or an error string) out."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn.send(("ready", None))  # imports are done: the parse time limit starts clean
-    while True:
-        try:
-            body, content_type = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            feed = parse(body, content_type)
-            reply: tuple[str, object] = ("ok", Parsed(feed, normalise(feed.entries,
-                                                                      datetime.now(UTC))))
-        except FeedParseError as exc:
-            reply = ("error", str(exc))
-        except Exception as exc:
-            reply = ("error", f"parser failed: {type(exc).__name__}: {exc}"[:500])
-        conn.send(reply)
-
-
 class _Worker:
+    """One parser process (`parser_main`) and our end of its socket pair.
+
+    A plain subprocess rather than a multiprocessing one: multiprocessing's
+    spawn also starts a resource-tracker process (another interpreter, 13 MB)
+    and makes the child import this module, with asyncio, to unpickle its target.
+    """
+
     def __init__(self) -> None:
-        self.conn, child = _CTX.Pipe()
-        self.proc: BaseProcess = _CTX.Process(target=_serve, args=(child,), daemon=True,
-                                              name="storywatch-parse")
-        self.proc.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from monitor.feeds.parser_main import main; main()",
+                 str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
         if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv()[0] != "ready":
             self.kill()
             raise RuntimeError("a parser process did not start")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> Parsed:
         self.conn.send((body, content_type))
@@ -77,7 +61,8 @@ class _Worker:
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.join(5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
         self.conn.close()
 
 
@@ -125,7 +110,7 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         worker = await self._idle.get()
         try:
-            if worker is None or not worker.proc.is_alive():
+            if worker is None or not worker.alive():
                 worker = await self._replace(worker)
             return await loop.run_in_executor(self._threads, worker.roundtrip, body,
                                               content_type, self.timeout)

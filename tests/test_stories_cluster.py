@@ -193,13 +193,27 @@ def _decisions(index: StoryIndex, docs: list[Doc]) -> list[Assignment]:
     return out
 
 
+def test_postings_name_the_open_stories_under_their_top_terms() -> None:
+    """Through expiry and the reuse of closed stories' slots, each open story is posted
+    under its top terms with its weights, and nothing else is posted."""
+    index, more = _random_stream(1600)
+    _decisions(index, more)
+    stories = index._stories
+    assert stories._free and len(stories) + len(stories._free) == len(stories.story_id)
+    expected = sorted((i, cluster._posted(slot, w)) for slot in stories.order.values()
+                      for i, w in zip(*(c[:cluster.INDEX_TERMS] for c in stories.centroid(slot)),
+                                      strict=True))
+    assert sorted((i, p) for i, posting in index._postings.items() for p in posting) == expected
+
+
 def test_a_pickled_index_is_the_same_index() -> None:
     """The snapshot's columns give back every story, posting, key and term id as they were."""
     index, more = _random_stream(1200)
     copy = pickle.loads(pickle.dumps(index, protocol=5))
     assert copy._ids == index._ids  # a lookup table: its order means nothing
     assert list(copy._exact.items()) == list(index._exact.items())
-    for name in ("_terms", "_df", "_held", "_free", "_stories", "_postings"):
+    assert copy._stories == index._stories  # every open story's row, in the order of expiry
+    for name in ("_terms", "_df", "_held", "_free", "_postings"):
         assert getattr(copy, name) == getattr(index, name), name
         assert list(getattr(copy, name)) == list(getattr(index, name)), name  # same order
     for log in ("_seen", "_members"):

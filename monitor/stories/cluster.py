@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
 from monitor.stories import nearcopy
 from monitor.stories.features import analyse
 from monitor.stories.keytable import KeyTable
+from monitor.stories.storytable import StoryTable, flatten, unflatten
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -100,20 +99,6 @@ class Assignment:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Story:
-    story_id: int
-    terms: array[int]
-    """Ids of the centroid's terms, strongest first; the first INDEX_TERMS are in the postings."""
-    weights: array[float]
-    last_at: int
-    """Microseconds since the epoch of the latest member."""
-    size: int = 0
-    names: tuple[str, ...] = ()
-    copies: array[int] = field(default_factory=lambda: array("Q"))
-    """SimHash and entry id of the latest members, interleaved, for the near-copy test."""
-
-
 class _Log:
     """Per-document records in arrival order as flat arrays, oldest dropped first.
 
@@ -178,19 +163,18 @@ def key_hash(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _posted(story_id: int, weight: float) -> int:
-    """A story and its weight for a term as one 64-bit integer: half the size of the pair.
+def _posted(slot: int, weight: float) -> int:
+    """A story's slot and its weight for a term as one 64-bit integer: half the size of the pair.
 
     Candidate ranking needs weights only to a part in a million; the score is
     computed from the centroid itself."""
-    return story_id << WEIGHT_BITS | round(weight * _WEIGHT_MASK)
+    return slot << WEIGHT_BITS | round(weight * _WEIGHT_MASK)
 
 
-def _dot(vec: dict[int, float], story: _Story) -> float:
-    """Sum over the shared terms in the story's order (terms it lacks add exact zeros)."""
+def _dot(vec: dict[int, float], terms: array[int], weights: array[float]) -> float:
+    """Sum over the shared terms in the centroid's order (terms it lacks add exact zeros)."""
     total = 0.0
-    weights = story.weights
-    for k, i in enumerate(story.terms):
+    for k, i in enumerate(terms):
         w = vec.get(i)
         if w is not None:
             total += weights[k] * w
@@ -232,10 +216,11 @@ class StoryIndex:
         self._free: list[int] = []
         self._seen = _Log("I")
         """Each document's term ids, for the document frequencies."""
-        self._stories: dict[int, _Story] = {}
+        self._stories = StoryTable()
+        """The open stories. A centroid's first INDEX_TERMS terms are in the postings."""
         self._postings: dict[int, array[int]] = {}
-        """term id → each story posted under it with its weight for the term (`_posted`),
-        least recently updated first.
+        """term id → the slot of each story posted under it with its weight for the term
+        (`_posted`), least recently updated first.
         A posted term is in its stories' centroids, so its id is not freed while posted."""
         self._members = _Log("q")
         """Entry id, story id and exact-key hashes of each member."""
@@ -289,50 +274,52 @@ class StoryIndex:
                 by_id[i] = w
                 if i in postings:
                     indexed.append((w, term, i))
-        candidates = [story for story in self._candidates(indexed)
-                      if abs(feats.at - story.last_at) <= self._window_us]
+        last_at = self._stories.last_at
+        candidates = [slot for slot in self._candidates(indexed)
+                      if abs(feats.at - last_at[slot]) <= self._window_us]
         return (self._near_copy(feats, candidates)
                 or self._cluster(feats, by_id, candidates))
 
-    @staticmethod
-    def _near_copy(feats: Features, candidates: list[_Story]) -> Assignment | None:
+    def _near_copy(self, feats: Features, candidates: list[int]) -> Assignment | None:
         """A copy shares nearly every term, so its story is among the candidates."""
         if feats.simhash is None:
             return None
-        best: tuple[int, int, _Story] | None = None
-        for story in candidates:
-            copies = story.copies
+        best: tuple[int, int, int] | None = None
+        for slot in candidates:
+            copies = self._stories.copies(slot)
             for signature, entry_id in zip(copies[::2], copies[1::2], strict=True):
                 d = nearcopy.distance(feats.simhash, signature)
                 if d <= nearcopy.MAX_DISTANCE and (best is None or d < best[0]):
-                    best = (d, entry_id, story)
+                    best = (d, entry_id, slot)
         if best is None:
             return None
-        d, entry_id, story = best
-        return Assignment(story.story_id, "near_copy", round(1 - d / nearcopy.BITS, 4),
-                          {"entry": entry_id, "bits_differing": d})
+        d, entry_id, slot = best
+        return Assignment(self._stories.story_id[slot], "near_copy",
+                          round(1 - d / nearcopy.BITS, 4), {"entry": entry_id, "bits_differing": d})
 
     def _cluster(self, feats: Features, by_id: dict[int, float],
-                 candidates: list[_Story]) -> Assignment:
-        best: tuple[float, float, _Story] | None = None
+                 candidates: list[int]) -> Assignment:
+        best: tuple[float, float, int] | None = None
         scale = TIME_SCALE.total_seconds()
-        for story in candidates:
-            gap = abs(feats.at - story.last_at) / 1_000_000  # exactly timedelta.total_seconds
-            cosine = _dot(by_id, story)
+        stories = self._stories
+        for slot in candidates:
+            gap = abs(feats.at - stories.last_at[slot]) / 1_000_000  # timedelta.total_seconds
+            cosine = _dot(by_id, *stories.centroid(slot))
             score = cosine * math.exp(-0.5 * (gap / scale) ** 2)
-            if feats.names and story.names and feats.names.isdisjoint(story.names):
+            names = stories.names[slot]
+            if feats.names and names and feats.names.isdisjoint(names):
                 score *= NO_SHARED_NAME
             if best is None or score > best[0]:
-                best = (score, cosine, story)
+                best = (score, cosine, slot)
         if best and best[0] >= self.threshold:
-            score, cosine, story = best
-            return Assignment(story.story_id, "cluster", round(score, 4),
+            score, cosine, slot = best
+            return Assignment(stories.story_id[slot], "cluster", round(score, 4),
                               {"cosine": round(cosine, 4),
-                               **self._shared(feats.vector, self._vector(story))})
+                               **self._shared(feats.vector, self._vector(slot))})
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
 
-    def _candidates(self, indexed: list[tuple[float, str, int]]) -> Iterator[_Story]:
+    def _candidates(self, indexed: list[tuple[float, str, int]]) -> list[int]:
         """Stories with the largest partial dot product over indexed terms.
 
         `indexed`: (weight, term, id) of the document's terms that have postings;
@@ -341,13 +328,13 @@ class StoryIndex:
         partial: dict[int, float] = {}
         for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
             for posted in reversed(postings[i][-POSTING_SCAN:]):  # newest first
-                sid = posted >> WEIGHT_BITS
-                partial[sid] = partial.get(sid, 0.0) + w * (posted & _WEIGHT_MASK)
-        top = sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
-        return (self._stories[sid] for sid in top)
+                slot = posted >> WEIGHT_BITS
+                partial[slot] = partial.get(slot, 0.0) + w * (posted & _WEIGHT_MASK)
+        return sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
 
-    def _vector(self, story: _Story) -> dict[str, float]:
-        return dict(zip(map(self._terms.__getitem__, story.terms), story.weights, strict=True))
+    def _vector(self, slot: int) -> dict[str, float]:
+        terms, weights = self._stories.centroid(slot)
+        return dict(zip(map(self._terms.__getitem__, terms), weights, strict=True))
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
@@ -395,56 +382,54 @@ class StoryIndex:
 
     def add(self, feats: Features, story_id: int) -> None:
         """Record that the document (already `observe`d) joined (or started) `story_id`."""
-        doc = feats.doc
-        story = self._stories.pop(story_id, None)
-        if story is None:
-            story = _Story(story_id, array("I"), array("f"), feats.at)
-        self._stories[story_id] = story  # most recently updated last, for expiry
-        merged: dict[int, float] = {}
-        size, weights = story.size, story.weights
-        for k, i in enumerate(story.terms):
-            merged[i] = weights[k] * size
+        doc, stories = feats.doc, self._stories
+        slot = stories.update(story_id, feats.at)
+        old, old_weights = stories.centroid(slot)
+        size = stories.size[slot]
+        merged = {i: w * size for i, w in zip(old, old_weights, strict=True)}
         ids = self._ids
         for term, w in feats.vector.items():
             i = ids[term]
             merged[i] = merged.get(i, 0.0) + w
         centroid = _top_normalised(merged, CENTROID_TERMS)
-        old, old_weights = story.terms, story.weights
-        story.terms, story.weights = array("I", centroid), array("f", centroid.values())
+        terms, weights = array("I", centroid), array("f", centroid.values())
+        stories.set_centroid(slot, terms, weights)
         held = self._held
-        for i in story.terms:
+        for i in terms:
             held[i] += 1
-        self._reindex(story, dict(zip(old[:INDEX_TERMS], old_weights, strict=False)))
+        self._reindex(slot, terms[:INDEX_TERMS], weights,
+                      dict(zip(old[:INDEX_TERMS], old_weights, strict=False)))
         self._release(old, held, self._df)
-        story.size += 1
-        if len(story.names) < STORY_NAMES:
-            story.names = (*story.names, *sorted(feats.names - set(story.names)))[:STORY_NAMES]
-        story.last_at = max(story.last_at, feats.at)
+        stories.size[slot] = size + 1
+        names = stories.names[slot]
+        if len(names) < STORY_NAMES:
+            stories.names[slot] = (*names, *sorted(feats.names - set(names)))[:STORY_NAMES]
+        stories.last_at[slot] = max(stories.last_at[slot], feats.at)
         if feats.simhash is not None:
-            story.copies.extend((feats.simhash, doc.entry_id))
-            del story.copies[:-2 * COPIES_KEPT]
+            copies = stories.copies(slot)
+            copies.extend((feats.simhash, doc.entry_id))
+            stories.set_copies(slot, copies[-2 * COPIES_KEPT:])
         seq = self._members.append(feats.at, array(
             "q", (doc.entry_id, story_id, *(digest for *_, digest in feats.exact))))
         for *_, digest in feats.exact:
             self._exact.setdefault(digest, seq)
 
-    def _reindex(self, story: _Story, indexed: dict[int, float]) -> None:
-        """Index the story's top terms; re-entering moves it to the recent end of postings.
+    def _reindex(self, slot: int, top: array[int], weights: array[float],
+                 indexed: dict[int, float]) -> None:
+        """Post the story under its `top` terms; re-entering moves it to the recent end.
 
         `indexed`: the weight of each term the story was posted under until now."""
-        top = story.terms[:INDEX_TERMS]
-        sid = story.story_id
         for i in set(indexed) - set(top):
-            self._unpost(i, _posted(sid, indexed[i]))
+            self._unpost(i, _posted(slot, indexed[i]))
         postings = self._postings
-        for i, weight in zip(top, story.weights, strict=False):
+        for i, weight in zip(top, weights, strict=False):
             posting = postings.get(i)
             if posting is None:
-                postings[i] = array("q", (_posted(sid, weight),))
+                postings[i] = array("q", (_posted(slot, weight),))
                 continue
             if i in indexed:
-                posting.remove(_posted(sid, indexed[i]))
-            posting.append(_posted(sid, weight))
+                posting.remove(_posted(slot, indexed[i]))
+            posting.append(_posted(slot, weight))
 
     def _unpost(self, term: int, posted: int) -> None:
         posting = self._postings[term]
@@ -461,16 +446,18 @@ class StoryIndex:
         for seq, record in self._members.drop(cutoff):
             for digest in record[2:]:
                 exact.discard(digest, seq)
+        stories = self._stories
         old = []
-        for sid, story in self._stories.items():
-            if story.last_at >= cutoff:
+        for sid, slot in stories.oldest():
+            if stories.last_at[slot] >= cutoff:
                 break
-            old.append(sid)
-        for sid in old:
-            story = self._stories.pop(sid)
-            for i, weight in zip(story.terms[:INDEX_TERMS], story.weights, strict=False):
-                self._unpost(i, _posted(sid, weight))
-            self._release(story.terms, self._held, self._df)
+            old.append((sid, slot))
+        for sid, slot in old:
+            terms, weights = stories.centroid(slot)
+            for i, weight in zip(terms[:INDEX_TERMS], weights, strict=False):
+                self._unpost(i, _posted(slot, weight))
+            self._release(terms, self._held, self._df)
+            stories.close(sid)
         return len(old)
 
     @property
@@ -479,59 +466,19 @@ class StoryIndex:
 
     # -- pickling (the snapshot) -------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """The stories and postings as a few long columns.
-
-        Pickled as they live, each of the window's hundreds of thousands of small
-        arrays becomes a bytes copy that the unpickler keeps until the load ends: the
-        load then peaks at twice the index and leaves the heap too fragmented to
-        shrink back (docs/stories.md, "The snapshot").
-        """
+        """The postings as two long columns (`flatten`); the stories are columns already."""
         state = dict(self.__dict__)
         del state["_ids"]  # the inverse of `_terms`
-        stories = self._stories.values()
-        state["_stories"] = (
-            array("q", (s.story_id for s in stories)), array("q", (s.last_at for s in stories)),
-            array("q", (s.size for s in stories)), [s.names for s in stories],
-            (_ends(s.terms for s in stories), _joined((s.terms for s in stories), "I")),
-            _joined((s.weights for s in stories), "f"),  # ends as the terms'
-            (_ends(s.copies for s in stories), _joined((s.copies for s in stories), "Q")))
-        postings = self._postings.values()
         state["_postings"] = (array("q", self._postings),
-                              (_ends(postings), _joined(postings, "q")))
+                              flatten(self._postings.values(), "q"))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        ids, last_at, sizes, names, (ends, terms), weights, copies = state.pop("_stories")
-        # Each column is let go once split, so the load peaks at little above the index.
-        terms_of = _split(ends, terms)
-        del terms
-        weights_of = _split(ends, weights)
-        del weights
-        copies_of = _split(*copies)
-        del copies
         posted, postings = state.pop("_postings")
         self.__dict__.update(state)
         free = set(self._free)
         self._ids = {t: i for i, t in enumerate(self._terms) if i not in free}
-        self._stories = {sid: _Story(sid, *story) for sid, *story in zip(
-            ids, terms_of, weights_of, last_at, sizes, names, copies_of, strict=True)}
-        self._postings = dict(zip(posted, _split(*postings), strict=True))
-
-
-def _ends(arrays: Iterable[array[Any]]) -> array[int]:
-    """Where each array ends in their concatenation."""
-    return array("q", accumulate(map(len, arrays)))
-
-
-def _joined(arrays: Iterable[array[Any]], typecode: str) -> array[Any]:
-    items = array(typecode)
-    for a in arrays:
-        items.extend(a)
-    return items
-
-
-def _split(ends: array[int], items: array[Any]) -> list[array[Any]]:
-    return [items[a:b] for a, b in zip(chain((0,), ends), ends, strict=False)]
+        self._postings = dict(zip(posted, unflatten(*postings), strict=True))
 
 
 def _exact_keys(doc: Doc) -> list[tuple[str, str]]:

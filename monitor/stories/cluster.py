@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
@@ -22,7 +23,8 @@ from typing import Any, TypeVar
 from monitor.stories import nearcopy
 from monitor.stories.features import analyse
 from monitor.stories.keytable import KeyTable
-from monitor.stories.storytable import StoryTable, flatten, unflatten
+from monitor.stories.packing import flatten, pack_ids, unflatten, unpack_ids
+from monitor.stories.storytable import StoryTable
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -214,8 +216,8 @@ class StoryIndex:
         self._held: list[int] = []
         """Open stories whose centroid holds each id; when it and the DF are 0, the id is free."""
         self._free: list[int] = []
-        self._seen = _Log("I")
-        """Each document's term ids, for the document frequencies."""
+        self._seen = _Log("H")
+        """Each document's term ids (`pack_ids`), for the document frequencies."""
         self._stories = StoryTable()
         """The open stories. A centroid's first INDEX_TERMS terms are in the postings."""
         self._postings: dict[int, array[int]] = {}
@@ -351,7 +353,7 @@ class StoryIndex:
         df = self._df
         for i in found:
             df[i] += 1
-        self._seen.append(feats.at, array("I", found))
+        self._seen.append(feats.at, pack_ids(found))
 
     def _id(self, term: str) -> int:
         """The term's id, a new one (nothing holding it yet) if the term has none."""
@@ -369,7 +371,7 @@ class StoryIndex:
         self._ids[term] = i
         return i
 
-    def _release(self, ids: array[int], counts: list[int], other: list[int]) -> None:
+    def _release(self, ids: Iterable[int], counts: list[int], other: list[int]) -> None:
         """Decrement `counts` (`_df` or `_held`) of `ids`; free those neither holds any more."""
         terms = self._terms
         for i in ids:
@@ -441,7 +443,7 @@ class StoryIndex:
         """Forget documents and stories older than the window; returns stories dropped."""
         cutoff = _micros(now) - self._window_us
         for _, found in self._seen.drop(cutoff):
-            self._release(found, self._df, self._held)
+            self._release(unpack_ids(found), self._df, self._held)
         exact = self._exact
         for seq, record in self._members.drop(cutoff):
             for digest in record[2:]:

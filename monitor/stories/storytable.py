@@ -14,9 +14,10 @@ forked writer reads without copying the pages (`snapshot.py`).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
-from itertools import chain
+from collections.abc import Iterator
 from typing import Any
+
+from monitor.stories.packing import flatten, unflatten
 
 STRIDE = 40
 """Centroid terms a slot holds in place (`cluster.DOC_TERMS`: a story of one fits)."""
@@ -178,19 +179,3 @@ class StoryTable:
         return (self.story_id[slot], self.last_at[slot], self.size[slot], self.names[slot],
                 self.centroid(slot), self.copies(slot))
 
-
-def flatten(arrays: Iterable[array[Any]], typecode: str) -> tuple[array[int], array[Any]]:
-    """Arrays as their concatenation and where each ends in it: two objects to pickle.
-
-    Pickled as they are, hundreds of thousands of small arrays become as many
-    bytes copies that the unpickler keeps until the load ends (docs/stories.md,
-    "The snapshot")."""
-    ends, items = array("q"), array(typecode)
-    for a in arrays:
-        items.extend(a)
-        ends.append(len(items))
-    return ends, items
-
-
-def unflatten(ends: array[int], items: array[Any]) -> list[array[Any]]:
-    return [items[a:b] for a, b in zip(chain((0,), ends), ends, strict=False)]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from monitor.db import queries
-from monitor.db.engine import is_current, make_engine, session_factory, upgrade
+from monitor.db.engine import (
+    HEAD,
+    alembic_config,
+    is_current,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from monitor.feeds.parse import RawEntry
 from monitor.stories.normalise import normalise
 
@@ -28,6 +38,22 @@ def test_migrations_create_the_schema_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_head_is_the_newest_migration(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_current_head() == HEAD
+
+
+def test_a_daemon_on_a_current_database_never_imports_alembic(tmp_path: Path) -> None:
+    """Only a database that needs migrating loads Alembic (and Mako) into the process."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    script = ("import sys; import monitor.daemon; from monitor.db.engine import make_engine, "
+              f"upgrade; upgrade(make_engine({url!r})); "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))")
+    first, again = (subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                   text=True, check=True).stdout.strip() for _ in range(2))
+    assert (first, again) == ("['alembic', 'mako']", "[]")
 
 
 def test_an_entry_is_stored_once_and_changes_are_updates(tmp_path: Path) -> None:

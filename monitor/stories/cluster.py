@@ -52,14 +52,17 @@ COPIES_KEPT = 8
 """Latest members per story whose SimHash a near copy is compared with."""
 SHARED_SHOWN = 8
 """Top shared terms and entities stored with a decision, to explain it."""
-WEIGHT_BITS = 20
-"""Bits of a centroid weight (0 to 1) in a posting, beside the story id (see `_posted`)."""
+WEIGHT_BITS = 16
+"""Bits of a centroid weight: a weight w from 0 to 1 is kept as round(w * WEIGHT_SCALE).
+
+Scores are thresholded to two decimals, and 16 bits give each weight to 1e-5;
+a centroid's weights then take half the room of 32-bit floats."""
 TRIM_RECORDS = 1024
 """Expired records a `_Log` lets pile up before it moves the live ones to the front."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-_WEIGHT_MASK = (1 << WEIGHT_BITS) - 1
+WEIGHT_SCALE = (1 << WEIGHT_BITS) - 1
 K = TypeVar("K")
 
 
@@ -165,22 +168,19 @@ def key_hash(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _posted(slot: int, weight: float) -> int:
-    """A story's slot and its weight for a term as one 64-bit integer: half the size of the pair.
-
-    Candidate ranking needs weights only to a part in a million; the score is
-    computed from the centroid itself."""
-    return slot << WEIGHT_BITS | round(weight * _WEIGHT_MASK)
+def _posted(slot: int, weight: int) -> int:
+    """A story's slot and its (scaled) weight for a term as one integer: 8 bytes in a posting."""
+    return slot << WEIGHT_BITS | weight
 
 
-def _dot(vec: dict[int, float], terms: array[int], weights: array[float]) -> float:
+def _dot(vec: dict[int, float], terms: array[int], weights: array[int]) -> float:
     """Sum over the shared terms in the centroid's order (terms it lacks add exact zeros)."""
     total = 0.0
     for k, i in enumerate(terms):
         w = vec.get(i)
         if w is not None:
             total += weights[k] * w
-    return total
+    return total / WEIGHT_SCALE
 
 
 def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
@@ -331,12 +331,12 @@ class StoryIndex:
         for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
             for posted in reversed(postings[i][-POSTING_SCAN:]):  # newest first
                 slot = posted >> WEIGHT_BITS
-                partial[slot] = partial.get(slot, 0.0) + w * (posted & _WEIGHT_MASK)
+                partial[slot] = partial.get(slot, 0.0) + w * (posted & WEIGHT_SCALE)
         return sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
 
     def _vector(self, slot: int) -> dict[str, float]:
         terms, weights = self._stories.centroid(slot)
-        return dict(zip(map(self._terms.__getitem__, terms), weights, strict=True))
+        return {self._terms[i]: w / WEIGHT_SCALE for i, w in zip(terms, weights, strict=True)}
 
     @staticmethod
     def _shared(a: dict[str, float], b: dict[str, float]) -> dict[str, list[str]]:
@@ -388,13 +388,14 @@ class StoryIndex:
         slot = stories.update(story_id, feats.at)
         old, old_weights = stories.centroid(slot)
         size = stories.size[slot]
-        merged = {i: w * size for i, w in zip(old, old_weights, strict=True)}
+        merged = {i: w * size / WEIGHT_SCALE for i, w in zip(old, old_weights, strict=True)}
         ids = self._ids
         for term, w in feats.vector.items():
             i = ids[term]
             merged[i] = merged.get(i, 0.0) + w
         centroid = _top_normalised(merged, CENTROID_TERMS)
-        terms, weights = array("I", centroid), array("f", centroid.values())
+        terms = array("I", centroid)
+        weights = array("H", [round(w * WEIGHT_SCALE) for w in centroid.values()])
         stories.set_centroid(slot, terms, weights)
         held = self._held
         for i in terms:
@@ -416,8 +417,8 @@ class StoryIndex:
         for *_, digest in feats.exact:
             self._exact.setdefault(digest, seq)
 
-    def _reindex(self, slot: int, top: array[int], weights: array[float],
-                 indexed: dict[int, float]) -> None:
+    def _reindex(self, slot: int, top: array[int], weights: array[int],
+                 indexed: dict[int, int]) -> None:
         """Post the story under its `top` terms; re-entering moves it to the recent end.
 
         `indexed`: the weight of each term the story was posted under until now."""

@@ -98,8 +98,9 @@ class StoryTable:
         """Microseconds since the epoch of each story's latest member."""
         self.size = array("q")
         self.names: list[tuple[str, ...]] = []
-        self._centroids = _Slab(STRIDE, "If")
-        """Term ids (strongest first) and weights of each story's centroid."""
+        self._centroids = _Slab(STRIDE, "IH")
+        """Term ids (strongest first) and weights (`cluster.WEIGHT_SCALE`) of each story's
+        centroid."""
         self._copies = _Slab(2, "Q")
         """SimHash and entry id of each story's latest members, interleaved."""
         self._free: list[int] = []
@@ -143,11 +144,11 @@ class StoryTable:
         """(story id, slot), least recently updated first."""
         return iter(self.order.items())
 
-    def centroid(self, slot: int) -> tuple[array[int], array[float]]:
+    def centroid(self, slot: int) -> tuple[array[int], array[int]]:
         terms, weights = self._centroids.get(slot)
         return terms, weights
 
-    def set_centroid(self, slot: int, terms: array[int], weights: array[float]) -> None:
+    def set_centroid(self, slot: int, terms: array[int], weights: array[int]) -> None:
         self._centroids.put(slot, terms, weights)
 
     def copies(self, slot: int) -> array[int]:

@@ -89,9 +89,10 @@ def _capital(token: str) -> int:
     return 0
 
 
-Token = tuple[int, tuple[str, ...], tuple[int, ...]]
+Token = tuple[int, tuple[str, ...], bytes]
 """What a document needs of one whitespace-separated token: its `_capital` kind, its
-folded, stemmed content words, and the SimHash hashes of its folded words."""
+folded, stemmed content words, and the SimHash hashes of its folded words
+(`nearcopy.word_hashes`)."""
 
 
 def _token(token: str) -> Token:
@@ -186,8 +187,8 @@ def analyse(title: str, text: str) -> tuple[TermCounts, int | None]:
     found = _tokens(tokens)
     heading = title.split()
     heading_found = _tokens(heading)
-    simhash = nearcopy.of_words([h for _, _, token_hashes in heading_found for h in token_hashes],
-                                [h for _, _, token_hashes in found for h in token_hashes])
+    simhash = nearcopy.of_words(b"".join(token_hashes for _, _, token_hashes in heading_found),
+                                b"".join(token_hashes for _, _, token_hashes in found))
     body, body_found = tokens[:BODY_WORDS], found[:BODY_WORDS]
     lead, rest = body[:LEAD_WORDS], body[LEAD_WORDS:]
     parts: list[tuple[str, list[Token], float]] = []

@@ -11,7 +11,6 @@ only those candidates' members are compared, and no separate index is kept.
 from __future__ import annotations
 
 import hashlib
-from itertools import chain
 
 import numpy as np
 
@@ -29,15 +28,18 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT_1, _SHIFT_2 = np.uint64(31), np.uint64(29)
 
 
-def word_hashes(token: str) -> tuple[int, ...]:
-    """64-bit hashes of the folded words of one whitespace-separated token."""
-    return tuple(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-                 for w in fold(token).split())
+def word_hashes(token: str) -> bytes:
+    """64-bit hashes (little-endian) of the folded words of one whitespace-separated token.
+
+    As bytes, not a tuple of ints: the token memo keeps one per distinct token
+    (`features._TOKENS`), and numpy reads a document's joined hashes as they are."""
+    return b"".join(hashlib.blake2b(w.encode(), digest_size=8).digest()
+                    for w in fold(token).split())
 
 
-def _hashes(text: str) -> list[int]:
+def _hashes(text: str) -> bytes:
     """Word hashes of `fold(text).split()`: folding never crosses whitespace."""
-    return list(chain.from_iterable(map(word_hashes, text.split())))
+    return b"".join(map(word_hashes, text.split()))
 
 
 def simhash(title: str, text: str) -> int | None:
@@ -49,20 +51,20 @@ def simhash(title: str, text: str) -> int | None:
     return of_words(_hashes(title), _hashes(text))
 
 
-def of_words(title: list[int], body: list[int]) -> int | None:
+def of_words(title: bytes, body: bytes) -> int | None:
     """SimHash from the word hashes of title and body.
 
     Copies often get a new headline, so the title counts only when the body
     alone is too short to sign.
     """
-    return _signature(body if len(body) >= MIN_WORDS else title + body)
+    return _signature(body if len(body) >= 8 * MIN_WORDS else title + body)
 
 
-def _signature(words: list[int]) -> int | None:
+def _signature(words: bytes) -> int | None:
     """SimHash of the word pairs of these word hashes; None when there are too few."""
-    if len(words) < MIN_WORDS:
+    if len(words) < 8 * MIN_WORDS:
         return None
-    h = np.fromiter(words, np.uint64, len(words))
+    h = np.frombuffer(words, "<u8")
     pairs = h[:-1] * _MIX  # array arithmetic wraps modulo 2**64 silently
     pairs += h[1:]
     pairs ^= pairs >> _SHIFT_1

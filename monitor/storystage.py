@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import metrics
+from monitor import heap, metrics
 from monitor.db import queries
 from monitor.rules.live import RuleRunner, entry_event, story_event
 from monitor.stories import snapshot
@@ -147,6 +147,7 @@ class StoryStage:
         # would otherwise walk all of it holding the interpreter. Its objects are still
         # freed by reference counting as they expire.
         gc.freeze()
+        heap.trim()  # the load's or rebuild's transient buffers
         metrics.OPEN_STORIES.set(index.open_stories)
 
     def snapshot_header(self, now: datetime) -> snapshot.Header:

@@ -57,12 +57,12 @@ WEIGHT_BITS = 16
 
 Scores are thresholded to two decimals, and 16 bits give each weight to 1e-5;
 a centroid's weights then take half the room of 32-bit floats."""
+WEIGHT_SCALE = (1 << WEIGHT_BITS) - 1
 TRIM_RECORDS = 1024
 """Expired records a `_Log` lets pile up before it moves the live ones to the front."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-WEIGHT_SCALE = (1 << WEIGHT_BITS) - 1
 K = TypeVar("K")
 
 
@@ -196,11 +196,12 @@ class StoryIndex:
     """The in-memory clustering state; rebuilt from the database at start.
 
     Sized for a window of hundreds of thousands of documents, most of them
-    stories of one: terms are integer ids in arrays (the window's documents'
-    in one flat array), postings are arrays of (story, weight) pairs packed
-    into integers rather than dicts, exact keys are in a `KeyTable`, and times
-    are integer microseconds. Everything is plain data (picklable, the same in
-    any process).
+    stories of one, it holds no object per document or story: terms are
+    integer ids, open stories are rows of columns (`StoryTable`), documents'
+    term ids and members are flat logs, postings are arrays of (story, weight)
+    pairs packed into integers, exact keys are in a `KeyTable`, and times are
+    integer microseconds. Everything is plain data (picklable, the same in any
+    process).
     """
 
     def __init__(self, window: timedelta, threshold: float = DEFAULT_THRESHOLD) -> None:

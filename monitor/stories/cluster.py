@@ -20,6 +20,8 @@ from hashlib import blake2b
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import numpy as np
+
 from monitor.stories import nearcopy
 from monitor.stories.features import analyse
 from monitor.stories.keytable import KeyTable
@@ -327,13 +329,19 @@ class StoryIndex:
 
         `indexed`: (weight, term, id) of the document's terms that have postings;
         the strongest come first, ties by term."""
-        postings = self._postings
-        partial: dict[int, float] = {}
-        for w, _, i in sorted(indexed, reverse=True)[:QUERY_TERMS]:
-            for posted in reversed(postings[i][-POSTING_SCAN:]):  # newest first
-                slot = posted >> WEIGHT_BITS
-                partial[slot] = partial.get(slot, 0.0) + w * (posted & WEIGHT_SCALE)
-        return sorted(partial, key=partial.__getitem__, reverse=True)[:CANDIDATES]
+        query = sorted(indexed, reverse=True)[:QUERY_TERMS]
+        if not query:
+            return []
+        lists = [np.frombuffer(self._postings[i], np.int64)[-POSTING_SCAN:][::-1]
+                 for _, _, i in query]  # newest first
+        posted = np.concatenate(lists)
+        weight = np.repeat([w for w, _, _ in query], [len(a) for a in lists])
+        slots, first, which = np.unique(posted >> WEIGHT_BITS, return_index=True,
+                                        return_inverse=True)
+        partial = np.bincount(which, weights=(posted & WEIGHT_SCALE) * weight)
+        # Strongest first; among equals, the first met (newest under the strongest term).
+        top: list[int] = slots[np.lexsort((first, -partial))[:CANDIDATES]].tolist()
+        return top
 
     def _vector(self, slot: int) -> dict[str, float]:
         terms, weights = self._stories.centroid(slot)

@@ -175,6 +175,11 @@ def _posted(slot: int, weight: int) -> int:
     return slot << WEIGHT_BITS | weight
 
 
+def _posts(slot: int, terms: array[int], weights: array[int]) -> dict[int, int]:
+    """Term id → the story's posting under it, for its INDEX_TERMS strongest terms."""
+    return {i: _posted(slot, w) for i, w in zip(terms[:INDEX_TERMS], weights, strict=False)}
+
+
 def _dot(vec: dict[int, float], terms: array[int], weights: array[int]) -> float:
     """Sum over the shared terms in the centroid's order (terms it lacks add exact zeros)."""
     total = 0.0
@@ -409,8 +414,7 @@ class StoryIndex:
         held = self._held
         for i in terms:
             held[i] += 1
-        self._reindex(slot, terms[:INDEX_TERMS], weights,
-                      dict(zip(old[:INDEX_TERMS], old_weights, strict=False)))
+        self._reindex(_posts(slot, old, old_weights), _posts(slot, terms, weights))
         self._release(old, held, self._df)
         stories.size[slot] = size + 1
         names = stories.names[slot]
@@ -426,22 +430,20 @@ class StoryIndex:
         for *_, digest in feats.exact:
             self._exact.setdefault(digest, seq)
 
-    def _reindex(self, slot: int, top: array[int], weights: array[int],
-                 indexed: dict[int, int]) -> None:
-        """Post the story under its `top` terms; re-entering moves it to the recent end.
-
-        `indexed`: the weight of each term the story was posted under until now."""
-        for i in set(indexed) - set(top):
-            self._unpost(i, _posted(slot, indexed[i]))
+    def _reindex(self, before: dict[int, int], after: dict[int, int]) -> None:
+        """Move a story's postings from `before` to `after` (`_posts`); re-entering a
+        term moves the story to the recent end of its posting list."""
+        for i in before.keys() - after.keys():
+            self._unpost(i, before[i])
         postings = self._postings
-        for i, weight in zip(top, weights, strict=False):
+        for i, posted in after.items():
             posting = postings.get(i)
             if posting is None:
-                postings[i] = array("q", (_posted(slot, weight),))
+                postings[i] = array("q", (posted,))
                 continue
-            if i in indexed:
-                posting.remove(_posted(slot, indexed[i]))
-            posting.append(_posted(slot, weight))
+            if i in before:
+                posting.remove(before[i])
+            posting.append(posted)
 
     def _unpost(self, term: int, posted: int) -> None:
         posting = self._postings[term]
@@ -460,14 +462,14 @@ class StoryIndex:
                 exact.discard(digest, seq)
         stories = self._stories
         old = []
-        for sid, slot in stories.oldest():
+        for sid, slot in stories.order.items():  # least recently updated first
             if stories.last_at[slot] >= cutoff:
                 break
             old.append((sid, slot))
         for sid, slot in old:
             terms, weights = stories.centroid(slot)
-            for i, weight in zip(terms[:INDEX_TERMS], weights, strict=False):
-                self._unpost(i, _posted(slot, weight))
+            for i, posted in _posts(slot, terms, weights).items():
+                self._unpost(i, posted)
             self._release(terms, self._held, self._df)
             stories.close(sid)
         return len(old)

@@ -14,7 +14,6 @@ forked writer reads without copying the pages (`snapshot.py`).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
 from typing import Any
 
 from monitor.stories.packing import flatten, unflatten
@@ -139,10 +138,6 @@ class StoryTable:
         self._copies.clear(slot)
         self.names[slot] = ()
         self._free.append(slot)
-
-    def oldest(self) -> Iterator[tuple[int, int]]:
-        """(story id, slot), least recently updated first."""
-        return iter(self.order.items())
 
     def centroid(self, slot: int) -> tuple[array[int], array[int]]:
         terms, weights = self._centroids.get(slot)

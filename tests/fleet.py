@@ -19,9 +19,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from monitor.db.engine import make_engine
 from monitor.db.models import Alert, AlertEvent, Delivery, Entry, StoryMember
+from monitor.db.queries import INGEST_LOCK
 from monitor.demo.render import Item, rss
 from tests.helpers import ROOT, Proc, query, write_config
 from tests.servers import Reply, Request, Server
@@ -160,6 +162,34 @@ def kill_all(procs: list[Proc]) -> None:
 
 def random_victim(procs: list[Proc], rng: random.Random) -> Proc:
     return rng.choice([p for p in procs if p.proc.poll() is None])
+
+
+_HOLDER = text("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+               "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+               "AND l.classid = :high AND l.objid = :low AND l.objsubid = 1")
+"""Who holds a bigint advisory lock: PostgreSQL files its high and low halves apart."""
+
+
+def kill_lock_holder(db_url: str, procs: list[Proc], timeout: float = 15.0) -> Proc:
+    """SIGKILL the instance seen holding the ingest lock: the fleet's story stage of the
+    moment, mid-batch (each instance names itself `storywatch HOST:PID` to PostgreSQL)."""
+    alive = {p.proc.pid: p for p in procs if p.proc.poll() is None}
+    engine = make_engine(db_url)
+    deadline = time.monotonic() + timeout
+    try:
+        with engine.connect() as conn:
+            while time.monotonic() < deadline:
+                name = conn.execute(_HOLDER, {"high": INGEST_LOCK >> 32,
+                                              "low": INGEST_LOCK & 0xFFFF_FFFF}).scalar()
+                conn.rollback()  # a fresh snapshot of pg_locks each time
+                victim = alive.get(int(name.rpartition(":")[2])) if name else None
+                if victim is not None:
+                    victim.proc.kill()
+                    return victim
+                time.sleep(0.002)
+    finally:
+        engine.dispose()
+    raise AssertionError("no instance was seen holding the ingest lock")
 
 
 # -- what the database ended with --------------------------------------------------

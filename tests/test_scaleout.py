@@ -30,6 +30,7 @@ from tests.fleet import (
     entry_guids,
     fleet_config,
     kill_all,
+    kill_lock_holder,
     outbox_keys,
     random_victim,
     rules_dir,
@@ -128,9 +129,10 @@ def test_killed_instances_lose_nothing(tmp_path: Path, pg_url: str, farm: FeedFa
     procs = start(tmp_path, config, 3)
     rng = random.Random(os.getpid())
     try:
-        # SIGKILL mid-cycle: leases and the ingest lock die with the process.
+        # SIGKILL mid-cycle, first the instance clustering a batch under the ingest lock
+        # (what a leader would be), then any: leases and the lock die with the process.
         _run_rounds(farm, procs, pace=0.8, on_round={
-            2: lambda: random_victim(procs, rng).proc.kill(),
+            2: lambda: kill_lock_holder(pg_url, procs),
             4: lambda: random_victim(procs, rng).proc.kill()})
         wait_until(lambda: _settled(pg_url, farm, hook, single["alerts"]), timeout=30 + 3 * LEASE)
         assert sum(p.proc.poll() is None for p in procs) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -65,8 +66,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_recycle", 1800)
         kwargs.setdefault("connect_args", {
             "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
-            "application_name": "storywatch", "connect_timeout": 10})
+            "application_name": application_name(), "connect_timeout": 10})
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def application_name() -> str:
+    """`storywatch HOST:PID`: in `pg_stat_activity`, which instance of a fleet holds a
+    connection, a lock (the ingest lock, say) or a slow query."""
+    return f"storywatch {socket.gethostname()}:{os.getpid()}"[:63]  # NAMEDATALEN - 1
 
 
 class InstanceLocked(Exception):

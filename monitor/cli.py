@@ -64,13 +64,24 @@ def cmd_db_upkeep(args: argparse.Namespace, settings: Settings) -> int:
 
     from monitor import retention
     from monitor.db.engine import is_current, make_engine, session_factory
+    from monitor.rules.engine import RuleSet
+    from monitor.rules.live import RuleRunner
+    from monitor.rules.schema import RuleErrors
 
     engine = make_engine(settings.resolved_database_url())
     if not is_current(engine):
         raise SystemExit("storywatch: the database is not at the newest migration; "
                          "run `storywatch db upgrade` first")
+    runner = None
+    try:  # which rule state is spent depends on the rules
+        rules = RuleSet.load(settings.resolved_rules_dir())
+        runner = RuleRunner(lambda: rules, list, list)
+    except RuleErrors as exc:
+        print(f"storywatch: rule state is not pruned, the rules do not load:\n{exc}",
+              file=sys.stderr)
     done = retention.upkeep(engine, session_factory(engine), settings.retention,
-                            timedelta(seconds=settings.stories.window), datetime.now(UTC))
+                            timedelta(seconds=settings.stories.window), datetime.now(UTC),
+                            runner)
     print(", ".join(f"{kind}: {n}" for kind, n in done.items()) or "retention disabled")
     return 0
 

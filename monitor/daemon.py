@@ -589,7 +589,7 @@ class Daemon:
             await asyncio.to_thread(retention.upkeep, self.engine, self.sessions,
                                     self.settings.retention,
                                     timedelta(seconds=self.settings.stories.window),
-                                    datetime.now(UTC))
+                                    datetime.now(UTC), self.runner)
         except Exception:
             metrics.DB_ERRORS.labels("upkeep").inc()
             log.exception("upkeep failed; retrying at the next interval")

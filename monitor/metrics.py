@@ -136,7 +136,7 @@ SCHEDULER_LAST_TICK = Gauge("storywatch_scheduler_last_tick_timestamp_seconds",
                             "Unix time the dispatch tick last ran.", registry=REGISTRY)
 PRUNED = Counter("storywatch_retention_pruned_total",
                  "Rows removed or emptied by retention, by kind.", ["kind"], registry=REGISTRY)
-PRUNE_KINDS = ("entry_bodies", "entries", "tombstones", "stories", "alerts")
+PRUNE_KINDS = ("entry_bodies", "entries", "tombstones", "stories", "alerts", "rule_state")
 UPKEEP_DURATION = Histogram(
     "storywatch_upkeep_duration_seconds", "Time of one retention and vacuum run.",
     registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300))

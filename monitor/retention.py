@@ -2,8 +2,8 @@
 
 Old entry bodies are dropped, old entries of closed stories shrink to
 tombstones that keep only their dedup key (so a feed that still serves them
-never makes them new again), closed stories and finished alerts go, and the
-SQLite file gives the freed pages back. Each step works in small batches, one
+never makes them new again), closed stories, finished alerts and spent rule
+state go, and the SQLite file gives the freed pages back. Each step works in small batches, one
 transaction each, so ingest waits at most one batch.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import metrics
 from monitor.config import RetentionConfig
 from monitor.db import queries
+from monitor.rules.live import RuleRunner
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,24 @@ def _drain(sessions: sessionmaker[Session], step: Callable[[Session], int], batc
             return total
 
 
+def _prune_rule_state(sessions: sessionmaker[Session], runner: RuleRunner, now: datetime,
+                      batch: int) -> int:
+    """Spent rule state (`RuleRunner.prune`), a batch of rows at a time."""
+    total, after = 0, 0
+    while True:
+        with sessions.begin() as session:
+            queries.serialise(session, queries.INGEST_LOCK)  # rule state has one writer
+            n, after = runner.prune(session, now, after, batch)
+        total += n
+        if not after:
+            return total
+
+
 def prune(sessions: sessionmaker[Session], cfg: RetentionConfig, window: timedelta,
-          now: datetime) -> dict[str, int]:
-    """Apply every retention rule once; returns rows affected per kind."""
+          now: datetime, runner: RuleRunner | None = None) -> dict[str, int]:
+    """Apply every retention rule once; returns rows affected per kind.
+
+    With the daemon's `runner`, rule state no alert can need any more goes too."""
     c, n = cutoffs(cfg, window, now), cfg.batch
     steps: dict[str, Callable[[Session], int]] = {
         "entry_bodies": lambda s: queries.prune_entry_bodies(s, c.entry_bodies, n),
@@ -70,6 +86,8 @@ def prune(sessions: sessionmaker[Session], cfg: RetentionConfig, window: timedel
         "tombstones": lambda s: queries.delete_tombstones(s, c.tombstones, n),
     }
     done = {kind: _drain(sessions, step, n) for kind, step in steps.items()}
+    if runner is not None:
+        done["rule_state"] = _prune_rule_state(sessions, runner, now, n)
     for kind, count in done.items():
         metrics.PRUNED.labels(kind).inc(count)
     return done
@@ -81,10 +99,10 @@ def compact(engine: Engine) -> None:
 
 
 def upkeep(engine: Engine, sessions: sessionmaker[Session], cfg: RetentionConfig,
-           window: timedelta, now: datetime) -> dict[str, int]:
+           window: timedelta, now: datetime, runner: RuleRunner | None = None) -> dict[str, int]:
     """Prune, then VACUUM/ANALYZE; the daemon runs this every `retention.interval`."""
     started = time.perf_counter()
-    done = prune(sessions, cfg, window, now) if cfg.enabled else {}
+    done = prune(sessions, cfg, window, now, runner) if cfg.enabled else {}
     compact(engine)
     metrics.UPKEEP_DURATION.observe(time.perf_counter() - started)
     metrics.LAST_UPKEEP.set(time.time())

@@ -181,6 +181,12 @@ def test_db_upkeep_command(tmp_path: Path) -> None:
     refused = storywatch("db", "upkeep")
     assert refused.returncode != 0 and "storywatch db upgrade" in refused.stderr
     assert storywatch("db", "upgrade").returncode == 0
+    (tmp_path / "rules").mkdir()
     done = storywatch("db", "upkeep")
     assert done.returncode == 0, done.stderr
     assert "entries: 0" in done.stdout and "tombstones: 0" in done.stdout
+    assert "rule_state: 0" in done.stdout
+    (tmp_path / "rules" / "bad.yaml").write_text("id: x\ntitle: [unclosed\n")
+    broken = storywatch("db", "upkeep")
+    assert broken.returncode == 0 and "entries: 0" in broken.stdout, broken.stderr
+    assert "rule state is not pruned" in broken.stderr and "bad.yaml:3:1" in broken.stderr

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor import retention
+from monitor.config import RetentionConfig
 from monitor.db.engine import make_engine, session_factory, upgrade
-from monitor.db.models import Alert, AlertEvent, Story
+from monitor.db.models import Alert, AlertEvent, RuleState, Story
 from monitor.rules.engine import RuleSet
 from monitor.rules.events import RuleEvent
 from monitor.rules.live import RuleRunner
@@ -55,8 +57,9 @@ def runner(rules: list[Rule]) -> RuleRunner:
 
 
 def live(sessions: sessionmaker[Session], rules: list[Rule], events: list[RuleEvent],
-         until: datetime | None = None) -> None:
-    """Each event in its own transaction, ticking the clock to its time first."""
+         until: datetime | None = None, prune: bool = False) -> None:
+    """Each event in its own transaction, ticking the clock to its time first
+    (and with `prune`, deleting spent rule state before that, as retention would)."""
     for event in sorted(events, key=lambda e: e.at):
         with sessions.begin() as session:
             if event.story_id is not None and session.get(Story, event.story_id) is None:
@@ -65,6 +68,8 @@ def live(sessions: sessionmaker[Session], rules: list[Rule], events: list[RuleEv
                                   source_count=1, entry_count=1, updated_at=event.at))
                 session.flush()
             run = runner(rules)
+            if prune:  # as if the event came as late as the rules allow (10 minutes)
+                run.prune(session, event.at + timedelta(minutes=10), 0, 1_000_000)
             run.tick(session, event.at)
             run.process(session, [event], event.at)
     if until is not None:
@@ -119,6 +124,61 @@ def test_resolve_after_in_the_database(db: sessionmaker[Session]) -> None:
                                           step(30, 2, "Strikes resume")]),
          until=T0 + timedelta(hours=3))
     assert [k for _, _, k in live_changes(db)] == ["firing", "resolved"]
+
+
+PER_STORY = [Rule.model_validate(yaml.safe_load(text)) for text in (
+    "{id: g, title: g, signals: {q: {any: [{contains: quake}]}}, correlation:"
+    " {type: count, signal: q, threshold: 2, within: 1h, group_by: [story_id]}}",
+    "{id: s, title: s, signals: {w: {any: [{contains: weather}]}}, correlation:"
+    " {type: absence, expect: w, within: 3h, group_by: [source]}}",
+    "{id: h, title: h, signals: {q: {any: [{contains: quake}]}}, correlation:"
+    " {type: count, signal: q, threshold: 3, within: 2h, group_by: [source]}}",
+)]
+"""A state row per story (which would pile up for ever), a silence and a count per outlet."""
+
+
+def rule_state_keys(sessions: sessionmaker[Session]) -> set[tuple[str, str]]:
+    with sessions() as session:
+        return set(session.execute(select(RuleState.rule_id, RuleState.group_key)).tuples())
+
+
+def test_retention_deletes_rule_state_no_alert_needs(db: sessionmaker[Session]) -> None:
+    steps = [step(30 * i, i, "quake weather", "AB"[i % 2]) for i in range(1, 21)]
+    live(db, RULES + PER_STORY, events_for_test(steps))
+    kept = rule_state_keys(db)
+    assert {("g", f"story_id={i}") for i in range(1, 21)} <= kept
+    now = T0 + timedelta(minutes=540) + 2 * timedelta(hours=1, minutes=10)
+    compiled = RuleSet.compile([LoadedRule(r, "t.yaml") for r in RULES + PER_STORY])
+    done = retention.prune(db, RetentionConfig(batch=7), timedelta(hours=72), now,
+                           RuleRunner(lambda: compiled, list, list))
+    left = rule_state_keys(db)
+    # g keeps 1h + 10 min of lateness behind its watermark; twice that before `now` is
+    # story 18's time (minute 540): older stories' state can no longer count
+    assert {k for k in left if k[0] == "g"} == {("g", f"story_id={i}") for i in range(18, 21)}
+    assert {("s", "source=A"), ("s", "source=B")} <= left, "a silence's state stays"
+    assert done["rule_state"] == len(kept - left) > 16
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(0, 600), st.integers(1, 30),
+                                st.sampled_from(["quake", "weather", "quake weather", "truce",
+                                                 "strikes"]), st.sampled_from("AB")),
+                      min_size=1, max_size=30))
+def test_deleting_spent_rule_state_changes_no_alert(
+        tmp_path_factory: pytest.TempPathFactory,
+        steps: list[tuple[int, int, str, str]]) -> None:
+    events = events_for_test([step(*s) for s in steps])
+    until = T0 + timedelta(hours=24)
+    changes = []
+    for prune in (False, True):
+        engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('prune') / 'p.db'}")
+        upgrade(engine)
+        sessions = session_factory(engine)
+        live(sessions, RULES + PER_STORY, events, until, prune=prune)
+        changes.append((live_changes(sessions), live_sources(sessions)))
+        engine.dispose()
+    assert changes[0] == changes[1]
 
 
 WORDS = ["quake", "truce", "strikes", "weather"]

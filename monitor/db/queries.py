@@ -849,6 +849,20 @@ def rule_state_groups(session: Session, rule_id: str) -> list[tuple[str, dict[st
     return [(key, dict(state)) for key, state in rows]
 
 
+def rule_states_after(session: Session, after: int,
+                      limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """(id, rule id, group key, state) of the next `limit` rows by id after `after`."""
+    rows = session.execute(select(RuleState.id, RuleState.rule_id, RuleState.group_key,
+                                  RuleState.state)
+                           .where(RuleState.id > after).order_by(RuleState.id).limit(limit))
+    return [(row_id, rule_id, key, dict(state)) for row_id, rule_id, key, state in rows]
+
+
+def delete_rule_states(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(delete(RuleState).where(RuleState.id.in_(ids)))
+
+
 def add_suppression(session: Session, rule_id: str, fingerprint: str, group_key: str,
                     reason: str, event_at: datetime, now: datetime,
                     detail: dict[str, Any]) -> None:

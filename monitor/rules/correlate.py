@@ -109,6 +109,16 @@ class Correlator:
             span = c.within
         return float(span) + c.allowed_lateness
 
+    def spent(self, state: dict[str, Any], now: float) -> bool:
+        """Whether `state` can be deleted: any event up to `allowed_lateness` late would
+        prune everything it holds, so a fresh group behaves exactly the same.
+
+        Such an event at t >= now - lateness prunes before t - keep >= now - 2 * keep,
+        and everything held is at or before the watermark. Not for a silence, whose
+        last sighting is what fires it (`CompiledRule.spent`).
+        """
+        return not state.get("pending") and state.get("wm", now) < now - 2 * self.keep
+
     def observe(self, state: dict[str, Any], signal: str, occ: Occurrence) -> list[Fire]:
         """Record an occurrence of `signal`; return what fires because of it."""
         wm = _watermark(state, occ[0])

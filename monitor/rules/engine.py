@@ -97,6 +97,13 @@ class CompiledRule:
         corr = self.correlator.corr
         return isinstance(corr, AbsenceCorrelation) and corr.after is None
 
+    def spent(self, key: str, state: dict[str, Any], now: float) -> bool:
+        """Whether the stored state of group `key` can be deleted without changing any
+        alert: an older version's (the rule starts afresh) or `Correlator.spent`."""
+        if key.startswith(DIGEST_PREFIX) or self.is_silence:
+            return False  # digests are the outbox's; a silence's state is what fires it
+        return state.get("_v") != self.version or self.correlator.spent(state, now)
+
 
 @dataclass(frozen=True)
 class RuleSet:

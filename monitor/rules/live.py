@@ -110,6 +110,18 @@ class RuleRunner:
             hits += engine.process(event)
         return self._handle(session, rules, hits, now)
 
+    def prune(self, session: Session, now: datetime, after: int, limit: int) -> tuple[int, int]:
+        """Delete spent group state (`CompiledRule.spent`) among the next `limit` rows
+        after id `after`: a story's count or sequence would otherwise stay forever.
+        Returns the rows deleted and the last id read, 0 once every row was read.
+        State of a rule not loaded now (disabled, or its file being edited) stays."""
+        rules = {c.rule.id: c for c in self.rules().rules}
+        rows = queries.rule_states_after(session, after, limit)
+        spent = [row_id for row_id, rule_id, key, state in rows
+                 if (c := rules.get(rule_id)) is not None and c.spent(key, state, now.timestamp())]
+        queries.delete_rule_states(session, spent)
+        return len(spent), rows[-1][0] if len(rows) == limit else 0
+
     def tick(self, session: Session, now: datetime) -> list[str]:
         """Send digests whose period ended, close absence windows, resolve quiet alerts."""
         rules = self.rules()

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from monitor.stories import nearcopy
 from monitor.stories.cluster import Doc, StoryIndex
+from monitor.stories.features import analyse
 from tests.story_fixtures import PARAPHRASES, minutes
 
 WIRE = PARAPHRASES[0]
@@ -19,7 +20,7 @@ def edited(text: str) -> str:
 
 
 def signature(title: str, text: str) -> int:
-    found = nearcopy.simhash(title, text)
+    found = analyse(title, text)[1]
     assert found is not None
     return found
 
@@ -39,7 +40,7 @@ def test_paraphrases_are_not_copies() -> None:
 
 
 def test_too_short_for_a_signature() -> None:
-    assert nearcopy.simhash("Breaking", "Dam fails in Marrowick") is None
+    assert analyse("Breaking", "Dam fails in Marrowick")[1] is None
 
 
 def test_index_reports_the_copy_with_its_distance() -> None:

@@ -37,22 +37,9 @@ def word_hashes(token: str) -> bytes:
                     for w in fold(token).split())
 
 
-def _hashes(text: str) -> bytes:
-    """Word hashes of `fold(text).split()`: folding never crosses whitespace."""
-    return b"".join(map(word_hashes, text.split()))
-
-
-def simhash(title: str, text: str) -> int | None:
-    """SimHash of the folded word pairs of the body; None when too short.
-
-    The clustering path gets the same from `of_words`, with each token's hashes
-    looked up in its own memo (`features.analyse`).
-    """
-    return of_words(_hashes(title), _hashes(text))
-
-
 def of_words(title: bytes, body: bytes) -> int | None:
-    """SimHash from the word hashes of title and body.
+    """SimHash of the folded word pairs from the word hashes of title and body (joined
+    `word_hashes` of their tokens, as `features.analyse` looks them up); None when too short.
 
     Copies often get a new headline, so the title counts only when the body
     alone is too short to sign.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,40 @@ def test_pathological_feed_is_killed_and_loop_keeps_running(body: bytes) -> None
     ticks, after = asyncio.run(main())
     assert ticks > 5, "the event loop kept running while the parser was stuck"
     assert after.feed.entries[0].title == "One" and after.items[0].title == "One"
+
+
+def test_parsers_ignore_modules_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`storywatch run` started in a directory holding a `feedparser.py` still parses."""
+    (tmp_path / "feedparser.py").write_text("raise ImportError('the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+
+    async def main() -> Parsed:
+        pool = ParsePool(1, timeout=30)
+        await pool.start()
+        try:
+            return await pool.parse(RSS_20, None)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()).items[0].title == "One"
+
+
+def test_a_parser_that_dies_starting_is_a_parse_error_not_a_hang(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser process that exits before it is ready (a broken install, say)."""
+    monkeypatch.setattr(worker, "_CHILD", "raise SystemExit(3)")
+
+    async def main() -> None:
+        pool = ParsePool(1, timeout=5)
+        await pool.start()
+        try:
+            with pytest.raises(FeedParseError, match="could not be started"):
+                await asyncio.wait_for(pool.parse(RSS_20, None), 60)
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
 
 
 def test_a_parser_that_cannot_start_is_a_parse_error_not_a_hang(

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from monitor.feeds.parse import FeedParseError
 from monitor.feeds.parser_main import Parsed
@@ -24,6 +25,10 @@ from monitor.feeds.parser_main import Parsed
 __all__ = ["ParsePool", "Parsed"]
 
 STARTUP_TIMEOUT = 60.0
+_CHILD = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
+          "from monitor.feeds.parser_main import main; main()")
+"""The parser's program: this very `monitor` package, and (with `-P`) nothing from the
+working directory, where a stray `feedparser.py` would otherwise be imported."""
 
 
 class _Worker:
@@ -38,11 +43,14 @@ class _Worker:
         ours, theirs = socket.socketpair()
         with theirs:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from monitor.feeds.parser_main import main; main()",
-                 str(theirs.fileno())],
+                [sys.executable, "-P", "-c", _CHILD, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         self.conn = Connection(ours.detach())
-        if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv()[0] != "ready":
+        try:
+            ready = self.conn.poll(STARTUP_TIMEOUT) and self.conn.recv()[0] == "ready"
+        except EOFError:  # it died on the way (an import failed, say)
+            ready = False
+        if not ready:
             self.kill()
             raise RuntimeError("a parser process did not start")
 

@@ -3,8 +3,8 @@
 Old entry bodies are dropped, old entries of closed stories shrink to
 tombstones that keep only their dedup key (so a feed that still serves them
 never makes them new again), closed stories, finished alerts and spent rule
-state go, and the SQLite file gives the freed pages back. Each step works in small batches, one
-transaction each, so ingest waits at most one batch.
+state go, and the SQLite file gives the freed pages back. Each step works in
+small batches, one transaction each, so ingest waits at most one batch.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ PER_STORY = [Rule.model_validate(yaml.safe_load(text)) for text in (
 
 def rule_state_keys(sessions: sessionmaker[Session]) -> set[tuple[str, str]]:
     with sessions() as session:
-        return set(session.execute(select(RuleState.rule_id, RuleState.group_key)).tuples())
+        return {(r, k) for r, k in session.execute(select(RuleState.rule_id, RuleState.group_key))}
 
 
 def test_retention_deletes_rule_state_no_alert_needs(db: sessionmaker[Session]) -> None:

@@ -7,6 +7,7 @@ import os
 from sqlalchemy import create_engine
 
 from alembic import context
+from monitor.db.engine import normalise_url
 from monitor.db.models import Base
 
 config = context.config
@@ -32,7 +33,7 @@ def run_migrations_online() -> None:
     url = os.environ.get("STORYWATCH_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("set STORYWATCH_DATABASE_URL or sqlalchemy.url")
-    engine = create_engine(url)
+    engine = create_engine(normalise_url(url))  # postgres:// → psycopg 3, as the daemon
     with engine.begin() as conn:
         _run(conn)
 

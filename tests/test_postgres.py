@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -11,7 +14,7 @@ from sqlalchemy import inspect, select
 from monitor.daemon import Daemon, StartupError
 from monitor.db.engine import is_current, make_engine, upgrade
 from monitor.db.models import Alert, Base, Entry, Story
-from tests.helpers import count, query, run_daemon, seed_feeds, settings
+from tests.helpers import ROOT, count, query, run_daemon, seed_feeds, settings
 from tests.servers import Server
 
 
@@ -45,6 +48,11 @@ def test_same_migrations_give_the_same_schema(tmp_path: Path, pg_url: str) -> No
         assert is_current(engine)
         engine.dispose()
         assert drift(url) == [], f"models and migrations disagree on {url.split(':')[0]}"
+        check = subprocess.run([sys.executable, "-m", "alembic", "-c", "alembic.ini", "check"],
+                               cwd=ROOT, env={**os.environ, "STORYWATCH_DATABASE_URL": url},
+                               capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "No new upgrade operations detected" in check.stdout + check.stderr
     assert schema(sqlite_url) == schema(pg_url)
 
 

@@ -101,6 +101,17 @@ class FeedFarm:
                     bad.append(path)
         return bad
 
+    def most_at_once(self) -> int:
+        """The most requests the host (every feed) was serving at one time."""
+        with self._lock:
+            edges = sorted((t, step) for spans in self.spans.values()
+                           for start, end in spans for t, step in ((start, 1), (end, -1)))
+        now = most = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start
+            now += step
+            most = max(most, now)
+        return most
+
     def polls(self) -> dict[str, int]:
         with self._lock:
             return {p: len(s) for p, s in self.spans.items()}

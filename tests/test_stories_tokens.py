@@ -100,3 +100,19 @@ def test_memo_computes_once_and_stays_bounded() -> None:
     assert calls == ["a", "bb", "ccc"]
     assert memo["dddd"] == 4 and len(memo) == 1  # full: emptied, then refilled
     assert memo["a"] == 1 and calls[-1] == "a"
+
+
+@pytest.mark.parametrize("forms", [
+    ("kill", "kills", "killed", "killing"), ("pass", "passes", "passed", "passing"),
+    ("call", "calls", "called"), ("fall", "falls", "falling"),
+    ("press", "presses", "pressed"), ("miss", "misses", "missed"),
+    ("stop", "stops", "stopped", "stopping"), ("plan", "plans", "planned", "planning"),
+    ("city", "cities"), ("fly", "flies", "flying"), ("strike", "strikes"),
+])
+def test_stemmer_folds_inflections(forms: tuple[str, ...]) -> None:
+    assert {features.stem(w) for w in forms} == {features.stem(forms[0])}
+
+
+def test_stemmer_keeps_words_that_name_other_things_apart() -> None:
+    assert features.stem("striker") != features.stem("strike")
+    assert features.stem("news") == "news" and features.stem("bus") == "bus"

@@ -65,15 +65,21 @@ def stem(word: str) -> str:
     if len(word) <= 3 or word.isdigit():
         return word
     for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ying", "y")):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+        if word.endswith(suffix) and len(word) > len(suffix) + 1:
             return word[: -len(suffix)] + repl
     if word.endswith("ing") and len(word) > 6:
-        word = word[:-3]
-        return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+        return _undouble(word[:-3])
     if word.endswith("ed") and len(word) > 5:
-        word = word[:-2]
-        return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+        return _undouble(word[:-2])
     if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 4:
+        return word[:-1]
+    return word
+
+
+def _undouble(word: str) -> str:
+    """"stopp" (stopped) → "stop", but "kill" (killed), "pass", "buzz" keep their pair,
+    as in Porter's step 1b: their plain forms end in it too (kills, passes)."""
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
         return word[:-1]
     return word
 

@@ -108,6 +108,7 @@ def test_memo_computes_once_and_stays_bounded() -> None:
     ("press", "presses", "pressed"), ("miss", "misses", "missed"),
     ("stop", "stops", "stopped", "stopping"), ("plan", "plans", "planned", "planning"),
     ("city", "cities"), ("fly", "flies", "flying"), ("strike", "strikes"),
+    ("launch", "launches", "launched"), ("crash", "crashes", "crashed"), ("fix", "fixes"),
 ])
 def test_stemmer_folds_inflections(forms: tuple[str, ...]) -> None:
     assert {features.stem(w) for w in forms} == {features.stem(forms[0])}

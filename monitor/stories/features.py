@@ -64,7 +64,8 @@ def stem(word: str) -> str:
     """
     if len(word) <= 3 or word.isdigit():
         return word
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ying", "y")):
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ying", "y"), ("ches", "ch"),
+                         ("shes", "sh"), ("xes", "x")):
         if word.endswith(suffix) and len(word) > len(suffix) + 1:
             return word[: -len(suffix)] + repl
     if word.endswith("ing") and len(word) > 6:

@@ -11,14 +11,14 @@ something reuses them: about 50 MB after loading a 200,000-entry window.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+    """glibc's `malloc_trim` from the symbols the process already has loaded (libc among
+    them): `ctypes.util.find_library` would run `ldconfig` in a subprocess at start-up."""
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
         return None
 

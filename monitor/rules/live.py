@@ -115,10 +115,10 @@ class RuleRunner:
         after id `after`: a story's count or sequence would otherwise stay forever.
         Returns the rows deleted and the last id read, 0 once every row was read.
         State of a rule not loaded now (disabled, or its file being edited) stays."""
-        rules = {c.rule.id: c for c in self.rules().rules}
+        rules, at = {c.rule.id: c for c in self.rules().rules}, now.timestamp()
         rows = queries.rule_states_after(session, after, limit)
         spent = [row_id for row_id, rule_id, key, state in rows
-                 if (c := rules.get(rule_id)) is not None and c.spent(key, state, now.timestamp())]
+                 if (c := rules.get(rule_id)) is not None and c.spent(key, state, at)]
         queries.delete_rule_states(session, spent)
         return len(spent), rows[-1][0] if len(rows) == limit else 0
 

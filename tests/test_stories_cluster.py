@@ -232,3 +232,35 @@ def test_a_pickled_index_holds_as_many_objects_whatever_its_size() -> None:
     large, _ = _random_stream(1600)
     assert large.open_stories > 4 * small.open_stories
     assert constructed(large) == constructed(small)
+
+
+def _place(index: StoryIndex, feats: cluster.Features) -> Assignment:
+    decision = index.assign(feats)
+    index.observe(feats)
+    index.add(feats, decision.story_id or feats.doc.entry_id + 10_000)
+    return decision
+
+
+def test_features_use_their_term_ids_only_while_they_hold() -> None:
+    """Features carry their terms' ids; once the index gave or freed ids since, it
+    looks them up again, and decides and counts as if they carried none."""
+    index, more = _random_stream(1200)
+    stale = 0
+    for doc, other in zip(more[::2], more[1::2], strict=False):
+        index.expire(doc.at)
+        oldest = index._members.record(index._members.first + index._members.head)[0]
+        # The document shares a term with the oldest one only; in between, that one
+        # expires, freeing the term's id, which a new term in another document gets.
+        doc = replace(doc, title=f"Report {oldest}")
+        feats = index.features(doc)
+        index.expire(other.at)
+        _place(index, index.features(replace(other, title=f"Report {other.entry_id}00",
+                                             text=" ".join(reversed(doc.text.split())))))
+        stale += feats.ids != tuple(map(index._ids.get, feats.terms))
+        twin = pickle.loads(pickle.dumps(index, protocol=5))
+        looked_up = replace(feats, ids=tuple(map(twin._ids.get, feats.terms)),
+                            vector_ids=tuple(map(twin._ids.get, feats.vector)),
+                            epoch=twin._epoch)
+        assert _place(index, feats) == _place(twin, looked_up)
+        assert index._df == twin._df and index._stories == twin._stories
+    assert stale > 10

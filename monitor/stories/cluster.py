@@ -27,6 +27,7 @@ from monitor.stories.features import analyse
 from monitor.stories.keytable import KeyTable
 from monitor.stories.packing import flatten, pack_ids, unflatten, unpack_ids
 from monitor.stories.storytable import StoryTable
+from monitor.stories.tally import SlotTally
 
 DEFAULT_THRESHOLD = 0.15
 """Time-weighted cosine from which a document joins a story (see docs/stories.md)."""
@@ -95,6 +96,14 @@ class Features:
     """(reason, key, stable 64-bit hash of the key) of each exact-duplicate key."""
     at: int = 0
     """`doc.at` in microseconds since the epoch (see `_micros`)."""
+    ids: tuple[int | None, ...] = ()
+    """The id of each of `terms` (None: not in the window) when the features were made."""
+    vector_ids: tuple[int | None, ...] = ()
+    """The id of each term of `vector`, likewise."""
+    epoch: int = -1
+    """The index's `_epoch` then: while it is unchanged, `ids` and `vector_ids` hold.
+    Looking an id up in the window's large term map is a cache miss; a document
+    is placed right after its features are made, so it is looked up once."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,17 @@ def key_hash(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+_LN = [0.0]
+"""`_LN[k]` = ln(k + 1), for document frequencies k: a list lookup costs less than a log."""
+
+
+def _ln(most: int) -> list[float]:
+    """`_LN`, extended to hold every document frequency up to `most`."""
+    if len(_LN) <= most:
+        _LN.extend(math.log(k + 1) for k in range(len(_LN), 2 * most + 1))
+    return _LN
+
+
 def _posted(slot: int, weight: int) -> int:
     """A story's slot and its (scaled) weight for a term as one integer: 8 bytes in a posting."""
     return slot << WEIGHT_BITS | weight
@@ -224,6 +244,8 @@ class StoryIndex:
         self._held: list[int] = []
         """Open stories whose centroid holds each id; when it and the DF are 0, the id is free."""
         self._free: list[int] = []
+        self._epoch = 0
+        """Counts ids given and freed: `Features` made at the same count hold valid ids."""
         self._seen = _Log("H")
         """Each document's term ids (`pack_ids`), for the document frequencies."""
         self._stories = StoryTable()
@@ -236,6 +258,8 @@ class StoryIndex:
         """Entry id, story id and exact-key hashes of each member."""
         self._exact = KeyTable()
         """Exact-key hash → sequence number of the first member in `_members` with that key."""
+        self._tally = SlotTally()
+        """Scratch for the candidate search (not pickled)."""
 
     # -- features -------------------------------------------------------------
     @property
@@ -252,17 +276,18 @@ class StoryIndex:
     def features(self, doc: Doc) -> Features:
         found, simhash = analyse(doc.title, doc.text)
         counts = found.weights
-        ids, df, log = self._ids, self._df, math.log
+        terms = tuple(counts)
+        ids = tuple(map(self._ids.get, terms))
+        df, log, ln = self._df, math.log, _ln(self.docs_seen)
         log_n = log(max(self.docs_seen, MIN_DF_DOCS) + 1) + 1.0
-        raw: dict[str, float] = {}
-        for t, c in counts.items():
-            if c > 0:
-                i = ids.get(t)
-                raw[t] = (1.0 + log(c)) * (log_n - log((0 if i is None else df[i]) + 1))
-        return Features(doc, _top_normalised(raw, DOC_TERMS), tuple(counts),
-                        simhash, found.names,
+        raw = {t: (1.0 + log(c)) * (log_n if i is None else log_n - ln[df[i]])
+               for t, c, i in zip(terms, counts.values(), ids, strict=True) if c > 0}
+        vector = _top_normalised(raw, DOC_TERMS)
+        id_of = dict(zip(terms, ids, strict=True))
+        return Features(doc, vector, terms, simhash, found.names,
                         tuple((reason, key, key_hash(key)) for reason, key in _exact_keys(doc)),
-                        _micros(doc.at))
+                        _micros(doc.at), ids, tuple(map(id_of.__getitem__, vector)),
+                        self._epoch)
 
     # -- decisions ------------------------------------------------------------
     def assign(self, feats: Features) -> Assignment:
@@ -274,12 +299,13 @@ class StoryIndex:
                 if story_id in self._stories:
                     return Assignment(story_id, reason, 1.0,
                                       {"key": key[2:][:200], "entry": entry_id})
-        ids, postings = self._ids, self._postings
+        postings = self._postings
+        vector_ids = (feats.vector_ids if feats.epoch == self._epoch
+                      else map(self._ids.get, feats.vector))
         by_id: dict[int, float] = {}
         """The document's vector over term ids (a term without an id is in no story)."""
         indexed: list[tuple[float, str, int]] = []
-        for term, w in feats.vector.items():
-            i = ids.get(term)
+        for (term, w), i in zip(feats.vector.items(), vector_ids, strict=True):
             if i is not None:
                 by_id[i] = w
                 if i in postings:
@@ -341,12 +367,9 @@ class StoryIndex:
                  for _, _, i in query]  # newest first
         posted = np.concatenate(lists)
         weight = np.repeat([w for w, _, _ in query], [len(a) for a in lists])
-        slots, first, which = np.unique(posted >> WEIGHT_BITS, return_index=True,
-                                        return_inverse=True)
-        partial = np.bincount(which, weights=(posted & WEIGHT_SCALE) * weight)
         # Strongest first; among equals, the first met (newest under the strongest term).
-        top: list[int] = slots[np.lexsort((first, -partial))[:CANDIDATES]].tolist()
-        return top
+        return self._tally.top(posted >> WEIGHT_BITS, (posted & WEIGHT_SCALE) * weight,
+                               self._stories.capacity, CANDIDATES)
 
     def _vector(self, slot: int) -> dict[str, float]:
         terms, weights = self._stories.centroid(slot)
@@ -363,7 +386,11 @@ class StoryIndex:
     # -- state changes -----------------------------------------------------------
     def observe(self, feats: Features) -> None:
         """Count the document into the window's document frequencies."""
-        found = [self._id(t) for t in feats.terms]
+        if feats.epoch == self._epoch:
+            found = [self._id(t) if i is None else i
+                     for t, i in zip(feats.terms, feats.ids, strict=True)]
+        else:
+            found = list(map(self._id, feats.terms))
         df = self._df
         for i in found:
             df[i] += 1
@@ -374,6 +401,7 @@ class StoryIndex:
         i = self._ids.get(term)
         if i is not None:
             return i
+        self._epoch += 1
         if self._free:
             i = self._free.pop()
             self._terms[i] = term
@@ -392,6 +420,7 @@ class StoryIndex:
             left = counts[i] - 1
             counts[i] = left
             if not left and not other[i]:
+                self._epoch += 1
                 del self._ids[terms[i]]
                 terms[i] = ""
                 self._free.append(i)
@@ -482,7 +511,7 @@ class StoryIndex:
     def __getstate__(self) -> dict[str, Any]:
         """The postings as two long columns (`flatten`); the stories are columns already."""
         state = dict(self.__dict__)
-        del state["_ids"]  # the inverse of `_terms`
+        del state["_ids"], state["_tally"]  # the inverse of `_terms`; scratch
         state["_postings"] = (array("q", self._postings),
                               flatten(self._postings.values(), "q"))
         return state
@@ -493,6 +522,7 @@ class StoryIndex:
         free = set(self._free)
         self._ids = {t: i for i, t in enumerate(self._terms) if i not in free}
         self._postings = dict(zip(posted, unflatten(*postings), strict=True))
+        self._tally = SlotTally()
 
 
 def _exact_keys(doc: Doc) -> list[tuple[str, str]]:

@@ -114,7 +114,7 @@ _TOKENS: Memo[str, Token] = Memo(_token, VOCABULARY)
 
 
 def _tokens(tokens: list[str]) -> list[Token]:
-    return [_TOKENS[t] for t in tokens]
+    return list(map(_TOKENS.__getitem__, tokens))
 
 
 def words(text: str) -> list[str]:

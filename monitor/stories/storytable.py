@@ -107,6 +107,11 @@ class StoryTable:
     def __len__(self) -> int:
         return len(self.order)
 
+    @property
+    def capacity(self) -> int:
+        """Slots ever opened: every slot is below this."""
+        return len(self.story_id)
+
     def __contains__(self, story_id: int) -> bool:
         return story_id in self.order
 

@@ -186,11 +186,16 @@ def _decisions(index: StoryIndex, docs: list[Doc]) -> list[Assignment]:
     out = []
     for doc in docs:
         index.expire(doc.at)
-        feats = index.features(doc)
-        out.append(index.assign(feats))
-        index.observe(feats)
-        index.add(feats, out[-1].story_id or doc.entry_id + 10_000)
+        out.append(_place(index, index.features(doc)))
     return out
+
+
+def _place(index: StoryIndex, feats: cluster.Features) -> Assignment:
+    """Decide, count and add one document whose features are made."""
+    decision = index.assign(feats)
+    index.observe(feats)
+    index.add(feats, decision.story_id or feats.doc.entry_id + 10_000)
+    return decision
 
 
 def test_postings_name_the_open_stories_under_their_top_terms() -> None:
@@ -232,13 +237,6 @@ def test_a_pickled_index_holds_as_many_objects_whatever_its_size() -> None:
     large, _ = _random_stream(1600)
     assert large.open_stories > 4 * small.open_stories
     assert constructed(large) == constructed(small)
-
-
-def _place(index: StoryIndex, feats: cluster.Features) -> Assignment:
-    decision = index.assign(feats)
-    index.observe(feats)
-    index.add(feats, decision.story_id or feats.doc.entry_id + 10_000)
-    return decision
 
 
 def test_features_use_their_term_ids_only_while_they_hold() -> None:

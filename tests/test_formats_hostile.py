@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import children
 from monitor.feeds import worker
 from monitor.feeds.parse import FeedParseError, parse
 from monitor.feeds.worker import Parsed, ParsePool
@@ -168,7 +169,7 @@ def test_a_parser_that_cannot_start_is_a_parse_error_not_a_hang(
     """Workers start in the background; one that never gets ready fails its feed's parse."""
     async def main() -> Parsed:
         pool = ParsePool(1, timeout=5)
-        monkeypatch.setattr(worker, "STARTUP_TIMEOUT", 0.0)  # never ready in time
+        monkeypatch.setattr(children, "STARTUP_TIMEOUT", 0.0)  # never ready in time
         await pool.start()
         try:
             with pytest.raises(FeedParseError, match="could not be started"):

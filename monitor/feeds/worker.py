@@ -11,51 +11,22 @@ the entries, so that CPU work is spread over the worker processes too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection
-from pathlib import Path
 
+from monitor import children
 from monitor.feeds.parse import FeedParseError
 from monitor.feeds.parser_main import Parsed
 
 __all__ = ["ParsePool", "Parsed"]
 
-STARTUP_TIMEOUT = 60.0
-_CHILD = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
-          "from monitor.feeds.parser_main import main; main()")
-"""The parser's program: this very `monitor` package, and (with `-P`) nothing from the
-working directory, where a stray `feedparser.py` would otherwise be imported."""
+_CHILD = children.program("monitor.feeds.parser_main")
 
 
-class _Worker:
-    """One parser process (`parser_main`) and our end of its socket pair.
-
-    A plain subprocess rather than a multiprocessing one: multiprocessing's
-    spawn also starts a resource-tracker process (another interpreter, 13 MB)
-    and makes the child import this module, with asyncio, to unpickle its target.
-    """
+class _Worker(children.Child):
+    """One parser process (`parser_main`) and our end of its socket pair."""
 
     def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-c", _CHILD, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        self.conn = Connection(ours.detach())
-        try:
-            ready = self.conn.poll(STARTUP_TIMEOUT) and self.conn.recv()[0] == "ready"
-        except EOFError:  # it died on the way (an import failed, say)
-            ready = False
-        if not ready:
-            self.kill()
-            raise RuntimeError("a parser process did not start")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        super().__init__(_CHILD, "a parser process")
 
     def roundtrip(self, body: bytes, content_type: str | None, timeout: float) -> Parsed:
         self.conn.send((body, content_type))
@@ -66,12 +37,6 @@ class _Worker:
             assert isinstance(value, Parsed)
             return value
         raise FeedParseError(str(value))
-
-    def kill(self) -> None:
-        self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        self.conn.close()
 
 
 class ParsePool:

@@ -44,6 +44,9 @@ HOSTS_HELD = Gauge("storywatch_hosts_held", "Hosts we wait for because of Retry-
 PARSER_RESTARTS = Counter("storywatch_parser_restarts_total",
                           "Parser processes killed for overrunning their time limit or dying.",
                           registry=REGISTRY)
+OFFLOAD_RESTARTS = Counter("storywatch_offload_restarts_total",
+                           "Offload processes (story text analysis) replaced after dying or "
+                           "overrunning their time limit.", registry=REGISTRY)
 LAST_SUCCESSFUL_POLL = Gauge("storywatch_last_successful_poll_timestamp_seconds",
                              "Unix time of the last fetch that succeeded.", registry=REGISTRY)
 FEEDS = Gauge("storywatch_feeds", "Feeds by state.", ["state"], registry=REGISTRY)

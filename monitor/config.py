@@ -106,6 +106,9 @@ class StoriesConfig(_Model):
     """Save the story index in `state_dir` and load it at start instead of rebuilding."""
     snapshot_interval: Duration = Field(default=600.0, gt=0)
     """How often the index is saved while it changes (and once more at a clean stop)."""
+    offload: bool | None = None
+    """Analyse entries' texts in a second process, ahead of placing them (docs/stories.md);
+    unset: when the machine has more than one CPU."""
 
 
 class _NotifierBase(_Model):

@@ -49,6 +49,7 @@ from monitor.feeds.parse import FeedParseError
 from monitor.feeds.schedule import Policy
 from monitor.feeds.worker import Parsed, ParsePool
 from monitor.ingest import Ingestor, IngestReport, Poll
+from monitor.offload import Offload
 from monitor.rules.engine import RuleSet
 from monitor.rules.live import RuleRunner
 from monitor.rules.schema import RuleErrors
@@ -123,7 +124,11 @@ class Daemon:
         index = StoryIndex(timedelta(seconds=settings.stories.window), settings.stories.threshold)
         self.runner = RuleRunner(self._rules, self._notifier_names, self._routes)
         self.ingestor = Ingestor(self.sessions, self.policy)
-        self.stage = StoryStage(self.sessions, index, self.runner)
+        offload = settings.stories.offload
+        if offload is None:
+            offload = (os.cpu_count() or 1) > 1
+        self.stage = StoryStage(self.sessions, index, self.runner,
+                                offload=Offload() if offload else None)
         self._story_wake = asyncio.Event()
         self._polls_done = asyncio.Event()
         self._story_deadline = float("inf")
@@ -735,6 +740,8 @@ class Daemon:
             await self.client.aclose()
             await self.pools.aclose()
             await self.parsers.close()
+            if self.stage.offload:
+                self.stage.offload.close()
             self.engine.dispose()
             if self._lock:
                 self._lock.close()

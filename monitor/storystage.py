@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import heap, metrics
 from monitor.db import queries
+from monitor.offload import Offload
 from monitor.rules.live import RuleRunner, entry_event, story_event
 from monitor.stories import snapshot
 from monitor.stories.cluster import Doc, StoryIndex
+from monitor.stories.features import Analysis, analyse
 
 REBUILD_CHUNK = 500
 """Entries replayed between two `pace` calls of a rebuild."""
@@ -72,15 +74,22 @@ def doc(row: Any, source: str) -> Doc:
     return Doc(row[0], source, row[1], row[2] or "", row[3], row[4], row[5], row[6])
 
 
+def _texts(row: Any) -> tuple[str, str]:
+    """`analyse`'s arguments for a stored entry: the title and text `doc` gives."""
+    return row[1], row[2] or ""
+
+
 class StoryStage:
     """Owns the in-memory story index; clusters the backlog one batch at a time."""
 
     def __init__(self, sessions: sessionmaker[Session], index: StoryIndex, runner: RuleRunner,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, offload: Offload | None = None) -> None:
         self.sessions = sessions
         self.index = index
         self.runner = runner
         self.batch = batch
+        self.offload = offload
+        """Where entries' texts are analysed ahead of their placing; None: in this thread."""
         self.ready = False
         """False until the index is rebuilt, and again after a failed batch."""
         self.seen_member = 0
@@ -98,7 +107,8 @@ class StoryStage:
         fresh = StoryIndex(self.index.window, self.index.threshold)
         with self.sessions() as session:
             upto = queries.last_member_id(session)
-            done = _replay(fresh, queries.window_docs(session, now - fresh.window, upto), pace)
+            done = self._replay(fresh, queries.window_docs(session, now - fresh.window, upto),
+                                pace)
         if done is None:
             return None
         self._install(fresh, upto)
@@ -134,7 +144,7 @@ class StoryStage:
             except snapshot.Stopped:
                 return None
             loaded.expire(now)
-            done = _replay(loaded, queries.members_since(session, header.member), pace)
+            done = self._replay(loaded, queries.members_since(session, header.member), pace)
         if done is None:
             return None
         n, last = done
@@ -166,9 +176,31 @@ class StoryStage:
         Every instance thus clusters against the same index a single instance
         would hold after the same sequence of members: one total order, many fetchers.
         """
-        for row in queries.members_since(session, self.seen_member):
-            _remember(self.index, doc(row, row.source), row.story_id)
+        for row, analysed in self.analysed(queries.members_since(session, self.seen_member)):
+            _remember(self.index, doc(row, row.source), row.story_id, analysed)
             self.seen_member = row.id
+
+    def analysed(self, rows: Iterable[Any]) -> Iterator[tuple[Any, Analysis | None]]:
+        """Each stored entry with its text analysed (in the offload process, ahead), or None."""
+        if self.offload is None:
+            return ((row, None) for row in rows)
+        return self.offload.run(analyse, rows, _texts)
+
+    def _replay(self, index: StoryIndex, rows: Iterable[Any],
+                pace: snapshot.Pace) -> tuple[int, Any] | None:
+        """Remember stored members (rows as `queries.window_docs`), pacing every REBUILD_CHUNK.
+
+        Returns how many and the last row, or None when `pace` stopped it.
+        """
+        n, last, started = 0, None, time.monotonic()
+        for last, analysed in self.analysed(rows):
+            _remember(index, doc(last, last.source), last.story_id, analysed)
+            n += 1
+            if n % REBUILD_CHUNK == 0:
+                if not pace(time.monotonic() - started):
+                    return None
+                started = time.monotonic()
+        return n, last
 
     def run_batch(self, now: datetime) -> StageReport:
         """Cluster the next batch of the backlog and commit it with its rule results."""
@@ -194,19 +226,19 @@ class StoryStage:
                 session.close()
                 return None
             batch = Batch(session, now, StageReport(entries=len(rows)))
-            for row in rows:
-                self._place(batch, row)
+            for row, analysed in self.analysed(rows):
+                self._place(batch, row, analysed)
         except BaseException:
             self.ready = False
             session.close()
             raise
         return batch
 
-    def _place(self, batch: Batch, row: Any) -> None:
+    def _place(self, batch: Batch, row: Any, analysed: Analysis | None) -> None:
         """Decide one entry's story and record it in the batch and the index."""
         started = time.perf_counter()
         source, report = row.name, batch.report
-        feats = self.index.features(doc(row, source))
+        feats = self.index.features(doc(row, source), analysed)
         decision = self.index.assign(feats)
         story_id = decision.story_id
         if story_id is None:
@@ -284,23 +316,7 @@ class StoryStage:
             return queries.has_backlog(session)
 
 
-def _replay(index: StoryIndex, rows: Iterable[Any], pace: snapshot.Pace) -> tuple[int, Any] | None:
-    """Remember stored members (rows as `queries.window_docs`), pacing every REBUILD_CHUNK.
-
-    Returns how many and the last row, or None when `pace` stopped it.
-    """
-    n, last, started = 0, None, time.monotonic()
-    for last in rows:
-        _remember(index, doc(last, last.source), last.story_id)
-        n += 1
-        if n % REBUILD_CHUNK == 0:
-            if not pace(time.monotonic() - started):
-                return None
-            started = time.monotonic()
-    return n, last
-
-
-def _remember(index: StoryIndex, d: Doc, story_id: int) -> None:
-    feats = index.features(d)
+def _remember(index: StoryIndex, d: Doc, story_id: int, analysed: Analysis | None) -> None:
+    feats = index.features(d, analysed)
     index.observe(feats)
     index.add(feats, story_id)

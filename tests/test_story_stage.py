@@ -23,8 +23,14 @@ from monitor.feeds import fetch
 from monitor.feeds.parse import ParsedFeed, RawEntry
 from monitor.feeds.schedule import Policy
 from monitor.ingest import Ingestor
+from monitor.offload import Offload
+from monitor.rules.engine import RuleSet
+from monitor.rules.live import RuleRunner
+from monitor.stories.cluster import StoryIndex
+from monitor.storystage import StoryStage
 from tests.helpers import count, query, run_daemon, settings
 from tests.servers import Reply, Server
+from tests.story_fixtures import NEIGHBOURS, PARAPHRASES
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 ENERGY_RULE = "energy-strike-after-ceasefire"
@@ -123,3 +129,25 @@ def test_sigkill_inside_a_story_batch_loses_and_duplicates_nothing(
     assert_each_entry_in_one_story(db)
     assert [(s, e) for s, e in query(db, select(Story.source_count, Story.entry_count))] \
         == [(5, 5)], "the restart joins the rest to the story the first batch started"
+
+
+def test_analysing_in_the_offload_process_changes_no_decision(tmp_path: Path) -> None:
+    reports = [(title, text) for _, _, _, title, text in PARAPHRASES + NEIGHBOURS]
+    decided = []
+    for name, work in (("here", None), ("offloaded", Offload())):
+        db = f"sqlite:///{tmp_path / name}.db"
+        store(db, reports)
+        stage = StoryStage(session_factory(make_engine(db)), StoryIndex(timedelta(hours=72)),
+                           RuleRunner(lambda: RuleSet(()), list, list), batch=4, offload=work)
+        stage.rebuild(datetime.now(UTC))
+        while stage.run_batch(datetime.now(UTC)).entries:
+            pass
+        decided.append(query(db, select(StoryMember.entry_id, StoryMember.story_id,
+                                        StoryMember.similarity, StoryMember.reason,
+                                        StoryMember.detail).order_by(StoryMember.entry_id)))
+        if work:
+            assert work.pid is not None, "the offload process did the analysis"
+            work.close()
+    assert len(decided[0]) == len(reports)
+    assert len({story for _, story, *_ in decided[0]}) < len(reports), "some reports joined"
+    assert decided[0] == decided[1]

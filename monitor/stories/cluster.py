@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from monitor.stories import nearcopy
-from monitor.stories.features import analyse
+from monitor.stories.features import Analysis, analyse
 from monitor.stories.keytable import KeyTable
 from monitor.stories.packing import flatten, pack_ids, unflatten, unpack_ids
 from monitor.stories.storytable import StoryTable
@@ -273,8 +273,10 @@ class StoryIndex:
         df = self._df
         return {t: df[i] for t, i in self._ids.items() if df[i]}
 
-    def features(self, doc: Doc) -> Features:
-        found, simhash = analyse(doc.title, doc.text)
+    def features(self, doc: Doc, analysed: Analysis | None = None) -> Features:
+        """The document's features; `analysed`: `analyse(doc.title, doc.text)` if done already
+        (by `offload.Offload`, in another process)."""
+        found, simhash = analysed or analyse(doc.title, doc.text)
         counts = found.weights
         terms = tuple(counts)
         ids = tuple(map(self._ids.get, terms))

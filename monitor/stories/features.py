@@ -182,7 +182,11 @@ class TermCounts:
     """Last word of each name (surname, "of Y" place): who and where the report is about."""
 
 
-def analyse(title: str, text: str) -> tuple[TermCounts, int | None]:
+Analysis = tuple[TermCounts, int | None]
+"""What `analyse` gives: term counts and SimHash."""
+
+
+def analyse(title: str, text: str) -> Analysis:
     """Weighted raw frequencies of terms and entities, and the SimHash (`nearcopy.of_words`).
 
     Headline and lead count more than the body. A word used as a name anywhere

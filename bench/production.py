@@ -2,7 +2,10 @@
 
 Each document becomes a feed entry, is normalised by `normalise` and clustered
 by a `StoryIndex` with the daemon's default settings, the `Doc` built exactly
-as `Ingestor` builds it; expiry runs as the housekeeping tick would.
+as `Ingestor` builds it; expiry runs as the housekeeping tick would. With an
+`Offload`, normalising and analysing the text run in its process, ahead of
+the clustering, as in the daemon (which normalises in its parser processes
+and analyses in the story stage's offload process).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from datetime import datetime, timedelta
 from bench.labelled import LabelledDoc
 from monitor.config import StoriesConfig
 from monitor.feeds.parse import RawEntry
+from monitor.offload import Offload
 from monitor.stories.cluster import Assignment, Doc, StoryIndex
+from monitor.stories.features import Analysis, analyse
 from monitor.stories.normalise import normalise
 
 EXPIRE_EVERY = timedelta(minutes=15)
@@ -36,6 +41,12 @@ def to_doc(entry_id: int, doc: LabelledDoc) -> Doc:
                item.canonical_url, item.content_hash)
 
 
+def prepare(entry_id: int, doc: LabelledDoc) -> tuple[Doc, Analysis]:
+    """The entry's `Doc` and its text's analysis: all of its work that needs no index."""
+    entry = to_doc(entry_id, doc)
+    return entry, analyse(entry.title, entry.text)
+
+
 @dataclass
 class Run:
     stories: dict[str, int] = field(default_factory=dict)
@@ -45,32 +56,41 @@ class Run:
     """Seconds per entry through normalise + dedup + cluster."""
 
 
-def stream(docs: Iterable[LabelledDoc],
-           index: StoryIndex) -> Iterator[tuple[LabelledDoc, int, Assignment, float, float]]:
-    """Cluster `docs` (in time order); yield each story id, decision, wall and CPU seconds."""
+def stream(docs: Iterable[LabelledDoc], index: StoryIndex, offload: Offload | None = None
+           ) -> Iterator[tuple[LabelledDoc, int, Assignment, float]]:
+    """Cluster `docs` (in time order); yield each story id, decision and this thread's seconds.
+
+    The seconds include waiting for `offload`'s results, so their sum is the
+    stream's wall time, less the caller's own.
+    """
+    numbered = enumerate(docs, 1)
+    prepared = (offload.run(prepare, numbered, lambda item: item) if offload
+                else ((item, prepare(*item)) for item in numbered))
     next_story = 1
     last_expire: datetime | None = None
-    for entry_id, labelled in enumerate(docs, 1):
-        started, cpu = time.perf_counter(), time.process_time()
-        doc = to_doc(entry_id, labelled)
+    while True:
+        started = time.perf_counter()
+        got = next(prepared, None)
+        if got is None:
+            return
+        (_, labelled), (doc, analysed) = got
         if last_expire is None or doc.at - last_expire >= EXPIRE_EVERY:
             index.expire(doc.at)
             last_expire = doc.at
-        feats = index.features(doc)
+        feats = index.features(doc, analysed)
         decision = index.assign(feats)
         story = decision.story_id
         if story is None:
             story, next_story = next_story, next_story + 1
         index.observe(feats)
         index.add(feats, story)
-        yield (labelled, story, decision, time.perf_counter() - started,
-               time.process_time() - cpu)
+        yield labelled, story, decision, time.perf_counter() - started
 
 
 def run(docs: Iterable[LabelledDoc], index: StoryIndex | None = None) -> Run:
     """Cluster `docs` (in time order) and record every decision and its cost."""
     out = Run()
-    for labelled, story, decision, seconds, _ in stream(docs, index or default_index()):
+    for labelled, story, decision, seconds in stream(docs, index or default_index()):
         out.latencies.append(seconds)
         out.stories[labelled.doc_id] = story
         out.decisions[labelled.doc_id] = decision

@@ -1,28 +1,40 @@
 """Entries per second, p99 latency and peak memory at a given window size.
 
-Each system runs in a fresh process, so peak RSS is its own. The window is
-filled through the same code path, then the next `measured` entries are timed
-one by one.
+Each system runs in a fresh process, so peak RSS is its own (Storywatch's
+adds its offload process's). The window is filled through the same code path,
+then the next `measured` entries are timed one by one: p99 is of one entry's
+time in the clustering thread, waiting for its analysis included.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+from typing import IO
 
 from scipy import sparse
 from scipy.sparse import linalg
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bench import production
+from bench.labelled import LabelledDoc
 from bench.peers import MINHASH_PERM, MINHASH_THRESHOLD, TFIDF_THRESHOLD, _Centroids, shingles
 from bench.synthetic import Stream
+from monitor.offload import Offload
+from monitor.stories.cluster import Assignment, StoryIndex
 
 PROGRESS_EVERY = 20_000
+SPOOL_CHUNK = 1_000
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,9 @@ class Speed:
     entries_per_s: float
     p99_ms: float
     entries_per_cpu_s: float
-    """Entries per second of this process's CPU time: comparable on a busy machine."""
+    """Entries per second of CPU time (all its processes'): comparable on a busy machine."""
     peak_rss_mb: float
+    """Summed over its processes."""
     open_stories: int
 
 
@@ -42,10 +55,48 @@ def _peak_rss_mb() -> float:
 
 
 def _summary(system: str, window_docs: int, latencies: list[float], cpu_seconds: float,
-             open_stories: int) -> Speed:
+             open_stories: int, other_rss_mb: float = 0.0) -> Speed:
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
     return Speed(system, window_docs, len(latencies) / sum(latencies), p99 * 1000,
-                 len(latencies) / cpu_seconds, _peak_rss_mb(), open_stories)
+                 len(latencies) / cpu_seconds, _peak_rss_mb() + other_rss_mb, open_stories)
+
+
+def _child_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of our child `pid` so far (it is not reaped: /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_peak_mb(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _spool(docs: Iterable[LabelledDoc], spool: IO[bytes]) -> Iterator[LabelledDoc]:
+    """Write `docs` into `spool` now; return an iterator reading them back.
+
+    Generating a synthetic document costs about as much as clustering it; done
+    inside the timed stream it would be counted (the offload pulls documents
+    ahead, inside the time it is waited for). Reading them back costs what
+    reading stored entries from the database would.
+    """
+    for chunk in iter(lambda: list(islice(docs, SPOOL_CHUNK)), []):
+        pickle.dump(chunk, spool, pickle.HIGHEST_PROTOCOL)
+    spool.seek(0)
+
+    def read() -> Iterator[LabelledDoc]:
+        while True:
+            try:
+                yield from pickle.load(spool)
+            except EOFError:
+                return
+    return read()
 
 
 def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
@@ -54,26 +105,42 @@ def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
     One stream, spaced so the time window holds the largest size; until it is
     full the window holds every entry so far, so timing `measured` entries
     right after 10k, 100k, ... entries measures those window sizes in one pass.
+    Text analysis runs in an offload process as in the daemon: entries/s is
+    wall-clock, CPU and peak RSS are both processes' sums.
     """
     index = production.default_index()
-    docs = Stream().docs(max(windows) + measured, index.window, max(windows))
+    with tempfile.TemporaryFile() as spool:
+        docs = _spool(Stream().docs(max(windows) + measured, index.window, max(windows)), spool)
+        offload = Offload()
+        try:
+            return _timed(production.stream(docs, index, offload), windows, measured, index,
+                          offload)
+        finally:
+            offload.close()
+
+
+def _timed(stream: Iterator[tuple[LabelledDoc, int, Assignment, float]], windows: tuple[int, ...],
+           measured: int, index: StoryIndex, offload: Offload) -> list[Speed]:
+    """A `Speed` for the `measured` entries after each size in `windows`."""
     out = []
     latencies: list[float] = []
     starts = set(windows)
     chunk = cpu = 0.0
-    for i, (_, _, _, seconds, cpu_seconds) in enumerate(production.stream(docs, index)):
+    for i, (*_, seconds) in enumerate(stream):
         chunk += seconds
         if (i + 1) % PROGRESS_EVERY == 0:
             print(f"    ... {i + 1:,} entries: {PROGRESS_EVERY / chunk:.0f} entries/s, "
                   f"peak RSS {_peak_rss_mb():.0f} MB", file=sys.stderr, flush=True)
             chunk = 0.0
+        if i in starts:
+            cpu = -(time.process_time() + _child_cpu_s(offload.pid))
         if i in starts or latencies:
             latencies.append(seconds)
-            cpu += cpu_seconds
         if len(latencies) == measured:
+            cpu += time.process_time() + _child_cpu_s(offload.pid)
             out.append(_summary("storywatch", i + 1 - measured, latencies, cpu,
-                                index.open_stories))
-            latencies, cpu = [], 0.0
+                                index.open_stories, _child_peak_mb(offload.pid)))
+            latencies = []
     return out
 
 

@@ -74,7 +74,8 @@ def seeds_report(docs: Sequence[LabelledDoc], found: dict[str, int]) -> bool:
 
 
 def speed_report() -> None:
-    print("== speed: normalise + dedup + cluster, synthetic stream, one process per run")
+    print("== speed: normalise + dedup + cluster, synthetic stream, a fresh process per run "
+          "(Storywatch's text analysis in its offload process, as in the daemon)")
     spawn = get_context("spawn")
     results: list[speed.Speed] = []
     jobs: list[Callable[[], list[speed.Speed]]] = [

@@ -99,33 +99,39 @@ def _spool(docs: Iterable[LabelledDoc], spool: IO[bytes]) -> Iterator[LabelledDo
     return read()
 
 
-def storywatch(windows: tuple[int, ...], measured: int) -> list[Speed]:
+def storywatch(windows: tuple[int, ...], measured: int, offload: bool = True) -> list[Speed]:
     """Normalise + dedup + cluster through the production path, default settings.
 
     One stream, spaced so the time window holds the largest size; until it is
     full the window holds every entry so far, so timing `measured` entries
     right after 10k, 100k, ... entries measures those window sizes in one pass.
-    Text analysis runs in an offload process as in the daemon: entries/s is
-    wall-clock, CPU and peak RSS are both processes' sums.
+    With `offload`, text analysis runs in an offload process as in the
+    daemon: entries/s is wall-clock, CPU and peak RSS are both processes' sums.
+    Without, everything runs in this one process (the daemon on one CPU).
     """
     index = production.default_index()
     with tempfile.TemporaryFile() as spool:
         docs = _spool(Stream().docs(max(windows) + measured, index.window, max(windows)), spool)
-        offload = Offload()
+        work = Offload() if offload else None
         try:
-            return _timed(production.stream(docs, index, offload), windows, measured, index,
-                          offload)
+            return _timed(production.stream(docs, index, work), windows, measured, index, work)
         finally:
-            offload.close()
+            if work:
+                work.close()
 
 
 def _timed(stream: Iterator[tuple[LabelledDoc, int, Assignment, float]], windows: tuple[int, ...],
-           measured: int, index: StoryIndex, offload: Offload) -> list[Speed]:
+           measured: int, index: StoryIndex, offload: Offload | None) -> list[Speed]:
     """A `Speed` for the `measured` entries after each size in `windows`."""
     out = []
     latencies: list[float] = []
     starts = set(windows)
     chunk = cpu = 0.0
+    system = "storywatch" if offload else "storywatch, one process"
+
+    def child() -> int | None:  # started by the stream's first entry
+        return offload.pid if offload else None
+
     for i, (*_, seconds) in enumerate(stream):
         chunk += seconds
         if (i + 1) % PROGRESS_EVERY == 0:
@@ -133,13 +139,13 @@ def _timed(stream: Iterator[tuple[LabelledDoc, int, Assignment, float]], windows
                   f"peak RSS {_peak_rss_mb():.0f} MB", file=sys.stderr, flush=True)
             chunk = 0.0
         if i in starts:
-            cpu = -(time.process_time() + _child_cpu_s(offload.pid))
+            cpu = -(time.process_time() + _child_cpu_s(child()))
         if i in starts or latencies:
             latencies.append(seconds)
         if len(latencies) == measured:
-            cpu += time.process_time() + _child_cpu_s(offload.pid)
-            out.append(_summary("storywatch", i + 1 - measured, latencies, cpu,
-                                index.open_stories, _child_peak_mb(offload.pid)))
+            cpu += time.process_time() + _child_cpu_s(child())
+            out.append(_summary(system, i + 1 - measured, latencies, cpu,
+                                index.open_stories, _child_peak_mb(child())))
             latencies = []
     return out
 

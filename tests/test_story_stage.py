@@ -8,6 +8,7 @@ the middle of a batch.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -103,11 +104,16 @@ def test_a_backlog_stored_earlier_is_clustered_once_after_a_restart(
     assert [(s, e) for s, e in query(db, select(Story.source_count, Story.entry_count))] \
         == [(5, 5)]
     assert count(db, Alert, Alert.rule_id == ENERGY_RULE) == 1
+    assert (daemon.stage.offload is not None) == ((os.cpu_count() or 1) > 1)
+    assert daemon.stage.offload is None or daemon.stage.offload.pid is None, "closed at stop"
     _, detail = daemon.readiness()
     assert detail["story_backlog"] == 0 and detail["story_stage"] == "running"
 
     members = count(db, StoryMember)
-    again = Daemon(cfg)  # a second start finds nothing left to cluster
+    one_process = cfg.model_copy(update={"stories": cfg.stories.model_copy(
+        update={"offload": False})})
+    again = Daemon(one_process)  # a second start (in one process) finds nothing left to cluster
+    assert again.stage.offload is None
     run_daemon(again, lambda: again.stage.ready and again._caught_up)
     assert count(db, StoryMember) == members
     assert_each_entry_in_one_story(db)

@@ -25,7 +25,10 @@ from monitor import children, metrics
 log = logging.getLogger(__name__)
 
 CHUNK = 64
-"""Calls per request: enough to amortise a round trip (~20 us), few enough to start fast."""
+"""Calls per request: enough to amortise a round trip (~20 us) and pickling's overheads."""
+FIRST_CHUNK = 4
+"""Calls in a run's first request, doubled per request up to CHUNK: the caller waits
+for the first one (a batch of the story stage starts each run), so it is small."""
 AHEAD = 4
 """Requests in flight: the child keeps working while the caller handles a chunk."""
 RETRY_START = 300.0
@@ -62,10 +65,12 @@ class Offload:
         it = iter(items)
         child = self._start()
         pending: deque[tuple[int, list[T]]] = deque()
+        size = FIRST_CHUNK
         try:
             while child is not None:
                 while len(pending) < AHEAD:
-                    chunk = list(islice(it, CHUNK))
+                    chunk = list(islice(it, size))
+                    size = min(2 * size, CHUNK)
                     if not chunk:
                         break
                     self._seq += 1

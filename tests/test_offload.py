@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,7 @@ from monitor import children, offload
 from monitor.metrics import REGISTRY
 from monitor.offload import Offload
 from monitor.stories.features import analyse
+from tests.helpers import ROOT, wait_until
 from tests.story_fixtures import NEIGHBOURS, PARAPHRASES
 
 TEXTS = [(title, text) for _, _, _, title, text in PARAPHRASES + NEIGHBOURS]
@@ -44,6 +48,17 @@ def slow_in_child(x: int, parent: int) -> int:
 
 def large(x: int) -> bytes:
     return bytes([x % 256]) * 300_000
+
+
+KILLED_PARENT = """
+import os, sys
+from monitor.offload import Offload
+from tests.test_offload import twice
+work = Offload()
+assert list(work.run(twice, [1, 2, 3], lambda x: (x,))) == [(1, 2), (2, 4), (3, 6)]
+print(work.pid, flush=True)
+os.kill(os.getpid(), 9)
+"""
 
 
 def restarts() -> float:
@@ -112,6 +127,20 @@ def test_replies_to_an_abandoned_run_are_not_taken_for_the_next(worker: Offload)
     run.close()  # requests still in flight: their replies must be skipped
     others = [x + 1000 for x in MANY]
     assert list(worker.run(double, others, args)) == [(x, 2 * x) for x in others]
+
+
+def test_the_child_never_outlives_its_parent_even_a_killed_one() -> None:
+    parent = subprocess.run([sys.executable, "-c", KILLED_PARENT], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120, check=False)
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    child = Path(f"/proc/{int(parent.stdout)}/stat")
+
+    def gone() -> bool:  # exited: no process, or a zombie waiting for init to reap it
+        try:
+            return child.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+    wait_until(gone)
 
 
 def test_a_child_that_cannot_start_leaves_the_work_here(monkeypatch: pytest.MonkeyPatch,

@@ -12,6 +12,8 @@ on the same stream in the same process (see bench/peers.py).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +30,8 @@ from bench.labelled import LabelledDoc
 from bench.peers import MinHashPeer, TfidfCentroidPeer
 from bench.scoring import Scores, score
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal this process gets when its parent exits."""
 SPEED_WINDOWS = (10_000, 100_000, 200_000)
 MEASURED = 3_000
 """Entries timed after the window is full."""
@@ -73,6 +77,12 @@ def seeds_report(docs: Sequence[LabelledDoc], found: dict[str, int]) -> bool:
     return ok
 
 
+def _die_with_parent() -> None:
+    """Make this worker die with the benchmark: left running after an interrupted run,
+    it would take a core from the next run and skew its figures (Linux `prctl`)."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def speed_report() -> None:
     print("== speed: normalise + dedup + cluster, synthetic stream, a fresh process per run "
           "(Storywatch's text analysis in its offload process, as in the daemon)")
@@ -83,7 +93,8 @@ def speed_report() -> None:
         partial(speed.storywatch, SPEED_WINDOWS, MEASURED, offload=False),
         *(partial(speed.peer, w, PEER_MEASURED) for w in PEER_WINDOWS)]
     for job in jobs:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn,
+                                 initializer=_die_with_parent) as pool:
             found = pool.submit(job).result()
         for r in found:
             results.append(r)

@@ -36,6 +36,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.procfs import cpu_of, kib_field
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SYLLABLES = ("ka ri to mel san vor del ix pa quen lor ti ba nu gre fal om ste ru yan "
@@ -167,18 +172,6 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_of(pids: list[int]) -> float:
-    """CPU seconds of live processes (and of the children they reaped), from /proc."""
-    ticks = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass(frozen=True)
 class Memory:
     rss: int = 0
@@ -190,20 +183,9 @@ class Memory:
         return Memory(max(self.rss, other.rss), max(self.pss, other.pss))
 
 
-def _kib_field(path: str, key: str) -> int:
-    """A `key: N kB` line of a /proc file, in bytes (0 once the process is gone)."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def memory_of(pids: list[int]) -> Memory:
-    return Memory(sum(_kib_field(f"/proc/{p}/status", "VmRSS:") for p in pids),
-                  sum(_kib_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
+    return Memory(sum(kib_field(f"/proc/{p}/status", "VmRSS:") for p in pids),
+                  sum(kib_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
 
 
 @dataclass

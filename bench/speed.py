@@ -8,7 +8,6 @@ time in the clustering thread, waiting for its analysis included.
 
 from __future__ import annotations
 
-import os
 import pickle
 import resource
 import statistics
@@ -19,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
-from pathlib import Path
 from typing import IO
 
 from scipy import sparse
@@ -29,6 +27,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from bench import production
 from bench.labelled import LabelledDoc
 from bench.peers import MINHASH_PERM, MINHASH_THRESHOLD, TFIDF_THRESHOLD, _Centroids, shingles
+from bench.procfs import cpu_of, kib_field
 from bench.synthetic import Stream
 from monitor.offload import Offload
 from monitor.stories.cluster import Assignment, StoryIndex
@@ -59,23 +58,6 @@ def _summary(system: str, window_docs: int, latencies: list[float], cpu_seconds:
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
     return Speed(system, window_docs, len(latencies) / sum(latencies), p99 * 1000,
                  len(latencies) / cpu_seconds, _peak_rss_mb() + other_rss_mb, open_stories)
-
-
-def _child_cpu_s(pid: int | None) -> float:
-    """CPU seconds (user + system) of our child `pid` so far (it is not reaped: /proc)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _child_peak_mb(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _spool(docs: Iterable[LabelledDoc], spool: IO[bytes]) -> Iterator[LabelledDoc]:
@@ -129,8 +111,8 @@ def _timed(stream: Iterator[tuple[LabelledDoc, int, Assignment, float]], windows
     chunk = cpu = 0.0
     system = "storywatch" if offload else "storywatch, one process"
 
-    def child() -> int | None:  # started by the stream's first entry
-        return offload.pid if offload else None
+    def child() -> list[int]:  # started by the stream's first entry
+        return [offload.pid] if offload and offload.pid else []
 
     for i, (*_, seconds) in enumerate(stream):
         chunk += seconds
@@ -139,13 +121,15 @@ def _timed(stream: Iterator[tuple[LabelledDoc, int, Assignment, float]], windows
                   f"peak RSS {_peak_rss_mb():.0f} MB", file=sys.stderr, flush=True)
             chunk = 0.0
         if i in starts:
-            cpu = -(time.process_time() + _child_cpu_s(child()))
+            cpu = -(time.process_time() + cpu_of(child()))
         if i in starts or latencies:
             latencies.append(seconds)
         if len(latencies) == measured:
-            cpu += time.process_time() + _child_cpu_s(child())
+            cpu += time.process_time() + cpu_of(child())
             out.append(_summary(system, i + 1 - measured, latencies, cpu,
-                                index.open_stories, _child_peak_mb(child())))
+                                index.open_stories,
+                                sum(kib_field(f"/proc/{p}/status", "VmHWM:")
+                                    for p in child()) / 2**20))
             latencies = []
     return out
 

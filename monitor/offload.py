@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, TypeVar
 
 from monitor import children, metrics
@@ -61,8 +61,15 @@ class Offload:
 
     def run(self, func: Callable[..., R], items: Iterable[T],
             args: Callable[[T], tuple[Any, ...]]) -> Iterator[tuple[T, R]]:
-        """Each item with `func(*args(item))`, in order; the child computes ahead."""
+        """Each item with `func(*args(item))`, in order; the child computes ahead.
+
+        The child is started at the first item, not before: most of the story
+        stage's runs (catching up with other instances) have none."""
         it = iter(items)
+        head = list(islice(it, 1))
+        if not head:
+            return
+        it = chain(head, it)
         child = self._start()
         pending: deque[tuple[int, list[T]]] = deque()
         size = FIRST_CHUNK

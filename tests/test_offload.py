@@ -84,6 +84,10 @@ def test_results_are_the_ones_computed_here(worker: Offload) -> None:
     assert [result for _, result in got] == [analyse(*t) for t in texts]
 
 
+def test_no_items_start_no_child(worker: Offload) -> None:
+    assert list(worker.run(twice, [], lambda x: (x,))) == [] and worker.pid is None
+
+
 def test_large_results_do_not_block_either_side(worker: Offload) -> None:
     got = list(worker.run(large, MANY, lambda x: (x,)))
     assert [r == large(x) for x, r in got] == [True] * len(MANY)

@@ -200,16 +200,6 @@ def _posts(slot: int, terms: array[int], weights: array[int]) -> dict[int, int]:
     return {i: _posted(slot, w) for i, w in zip(terms[:INDEX_TERMS], weights, strict=False)}
 
 
-def _dot(vec: dict[int, float], terms: array[int], weights: array[int]) -> float:
-    """Sum over the shared terms in the centroid's order (terms it lacks add exact zeros)."""
-    total = 0.0
-    for k, i in enumerate(terms):
-        w = vec.get(i)
-        if w is not None:
-            total += weights[k] * w
-    return total / WEIGHT_SCALE
-
-
 def _top_normalised(vec: dict[K, float], keep: int) -> dict[K, float]:
     top = sorted(vec.items(), key=itemgetter(1), reverse=True)[:keep]
     norm = 0.0
@@ -260,6 +250,9 @@ class StoryIndex:
         """Exact-key hash → sequence number of the first member in `_members` with that key."""
         self._tally = SlotTally()
         """Scratch for the candidate search (not pickled)."""
+        self._scratch = np.zeros(0)
+        """A document's weights by term id while its candidates are scored, else zeros
+        (not pickled)."""
 
     # -- features -------------------------------------------------------------
     @property
@@ -340,9 +333,8 @@ class StoryIndex:
         best: tuple[float, float, int] | None = None
         scale = TIME_SCALE.total_seconds()
         stories = self._stories
-        for slot in candidates:
+        for slot, cosine in zip(candidates, self._cosines(by_id, candidates), strict=True):
             gap = abs(feats.at - stories.last_at[slot]) / 1_000_000  # timedelta.total_seconds
-            cosine = _dot(by_id, *stories.centroid(slot))
             score = cosine * math.exp(-0.5 * (gap / scale) ** 2)
             names = stories.names[slot]
             if feats.names and names and feats.names.isdisjoint(names):
@@ -356,6 +348,31 @@ class StoryIndex:
                                **self._shared(feats.vector, self._vector(slot))})
         return Assignment(None, "new_story", 1.0,
                           {"best": round(best[0], 4) if best else 0.0})
+
+    def _cosines(self, by_id: dict[int, float], slots: list[int]) -> list[float]:
+        """Cosine of the document (`by_id`) with each story's centroid, in one pass.
+
+        The document's weights are scattered into a scratch vector by term id and
+        the centroids read through it; `np.bincount` adds each centroid's products
+        in its term order, as a loop would (terms it lacks add exact zeros)."""
+        if not slots:
+            return []
+        terms, weights, lengths = array("I"), array("H"), []
+        for slot in slots:
+            t, w = self._stories.centroid(slot)
+            terms += t
+            weights += w
+            lengths.append(len(t))
+        if len(self._scratch) < len(self._terms):
+            self._scratch = np.zeros(2 * len(self._terms))
+        scratch = self._scratch
+        ids = np.fromiter(by_id, np.int64, len(by_id))
+        scratch[ids] = np.fromiter(by_id.values(), np.float64, len(by_id))
+        products = scratch[np.frombuffer(terms, np.uint32)] * np.frombuffer(weights, np.uint16)
+        scratch[ids] = 0.0
+        sums = np.bincount(np.repeat(np.arange(len(slots)), lengths), products, len(slots))
+        cosines: list[float] = (sums / WEIGHT_SCALE).tolist()
+        return cosines
 
     def _candidates(self, indexed: list[tuple[float, str, int]]) -> list[int]:
         """Stories with the largest partial dot product over indexed terms.
@@ -513,7 +530,7 @@ class StoryIndex:
     def __getstate__(self) -> dict[str, Any]:
         """The postings as two long columns (`flatten`); the stories are columns already."""
         state = dict(self.__dict__)
-        del state["_ids"], state["_tally"]  # the inverse of `_terms`; scratch
+        del state["_ids"], state["_tally"], state["_scratch"]  # `_terms` inverted; scratch
         state["_postings"] = (array("q", self._postings),
                               flatten(self._postings.values(), "q"))
         return state
@@ -525,6 +542,7 @@ class StoryIndex:
         self._ids = {t: i for i, t in enumerate(self._terms) if i not in free}
         self._postings = dict(zip(posted, unflatten(*postings), strict=True))
         self._tally = SlotTally()
+        self._scratch = np.zeros(0)
 
 
 def _exact_keys(doc: Doc) -> list[tuple[str, str]]:

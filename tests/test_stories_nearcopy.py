@@ -56,3 +56,20 @@ def test_index_reports_the_copy_with_its_distance() -> None:
     assert decision.story_id == 7 and decision.reason == "near_copy"
     assert decision.detail["entry"] == 1
     assert decision.detail["bits_differing"] <= nearcopy.MAX_DISTANCE
+
+
+def test_the_closest_copy_among_the_candidates_wins() -> None:
+    """Story 7 holds an edited copy, story 8 the original under the copy's new headline,
+    so story 8 ranks first by terms; a second copy of the edit, under that headline
+    too, joins story 7, whose body it repeats (SimHash reads the body alone)."""
+    _, outlet, at, title, text = WIRE
+    headline = "Marrowick flooded as dam breaks"
+    index = StoryIndex(timedelta(hours=72))
+    for entry_id, story, heading, body in ((1, 7, title, edited(text)), (2, 8, headline, text)):
+        feats = index.features(Doc(entry_id, outlet, heading, body, minutes(at), f"w-{entry_id}"))
+        index.observe(feats)
+        index.add(feats, story)
+    again = Doc(3, "Local Gazette", headline, edited(text), minutes(at + 30), "local-3")
+    decision = index.assign(index.features(again))
+    assert (decision.story_id, decision.reason) == (7, "near_copy")
+    assert decision.detail == {"entry": 1, "bits_differing": 0}

@@ -92,10 +92,7 @@ class Offload:
                 yield from zip(chunk, results, strict=True)
         except (EOFError, OSError) as exc:  # the child died, or its socket did
             self._fail(f"{type(exc).__name__}: {exc}")
-        for _, chunk in pending:
-            for item in chunk:
-                yield item, func(*args(item))
-        for item in it:
+        for item in chain.from_iterable((*(chunk for _, chunk in pending), it)):
             yield item, func(*args(item))
 
     def _receive(self, child: children.Child, seq: int) -> list[Any] | None:

@@ -71,11 +71,11 @@ class Batch:
 
 def doc(row: Any, source: str) -> Doc:
     """What clustering reads of a stored entry (a row starting with `queries.DOC_COLUMNS`)."""
-    return Doc(row[0], source, row[1], row[2] or "", row[3], row[4], row[5], row[6])
+    return Doc(row[0], source, *_texts(row), row[3], row[4], row[5], row[6])
 
 
 def _texts(row: Any) -> tuple[str, str]:
-    """`analyse`'s arguments for a stored entry: the title and text `doc` gives."""
+    """A stored entry's title and text: `analyse`'s arguments, and what `doc` holds."""
     return row[1], row[2] or ""
 
 

@@ -36,9 +36,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.procfs import cpu_of, kib_field
 
 ROOT = Path(__file__).resolve().parents[1]

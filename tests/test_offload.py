@@ -51,7 +51,7 @@ def large(x: int) -> bytes:
 
 
 KILLED_PARENT = """
-import os, sys
+import os
 from monitor.offload import Offload
 from tests.test_offload import twice
 work = Offload()
